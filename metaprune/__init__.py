@@ -1,3 +1,16 @@
-"""metaprune: prune one pre-trained network for many small tasks by voting among similar tasks."""
+"""metaprune: prune one pre-trained network for many small tasks by voting among similar tasks.
+
+Implements "Vote for Nearest Neighbors Meta-Pruning of Self-Supervised Networks"
+(Meta-Vote Pruning) as scikit-learn-style estimators on skorch-wrapped torchvision ResNets.
+"""
+
+from .filter_space import ChannelGroup, FilterSpace
+from .io import PrunedModel, load_pruned
+from .pruners import IterativeFilterPruner
+from .selection import Selection
+from .surgery import extract
 
 __version__ = "0.1.0.dev0"
+
+__all__ = ["ChannelGroup", "FilterSpace", "IterativeFilterPruner", "PrunedModel", "Selection", "extract",
+           "load_pruned", "__version__"]
