@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["penultimate_features"]
+__all__ = ["penultimate_features", "class_prototypes"]
 
 
 @torch.no_grad()
@@ -43,3 +43,32 @@ def penultimate_features(model: nn.Module, X, batch_size: int = 256, device=None
     if not captured:
         return np.zeros((0, model.fc.in_features), dtype=np.float32)
     return torch.cat(captured).numpy()
+
+
+def class_prototypes(model: nn.Module, X, y, batch_size: int = 256, device=None) -> tuple:
+    """Per-class mean penultimate feature of ``model`` (the paper's class prototypes).
+
+    Parameters
+    ----------
+    model : torchvision.models.ResNet
+        Normally the *pre-trained* backbone, so prototypes of all tasks are comparable.
+    X : array-like of shape (n, C, H, W)
+    y : array-like of shape (n,)
+        Class labels.
+
+    Returns
+    -------
+    classes : ndarray
+        Sorted distinct labels.
+    prototypes : ndarray of shape (n_classes, n_features), float32
+        Row ``i`` is the mean feature of class ``classes[i]``.
+    """
+    y = np.asarray(y)
+    if len(y) != len(X):
+        raise ValueError(f"X has {len(X)} samples but y has {len(y)} labels")
+    features = penultimate_features(model, X, batch_size=batch_size, device=device)
+    classes, inverse = np.unique(y, return_inverse=True)
+    sums = np.zeros((len(classes), features.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, features)
+    counts = np.bincount(inverse, minlength=len(classes))[:, None]
+    return classes, (sums / counts).astype(np.float32)
