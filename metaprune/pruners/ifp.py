@@ -10,7 +10,7 @@ import torch
 from ..schedule import default_prune_fraction, kept_after_events, pruning_iterations
 from ..scores import channel_scores
 from ..selection import Selection
-from ..surgery import shrink_
+from ..surgery import extract, mask_channels, shrink_
 from ._base import BasePruner
 
 __all__ = ["IterativeFilterPruner", "keep_top_scored"]
@@ -69,6 +69,11 @@ class IterativeFilterPruner(BasePruner):
     recalibrate_bn : bool, default=True
         After training, recompute BatchNorm running statistics exactly on the training
         images (one forward pass, no weight changes): short fine-tuning leaves them stale.
+    surgery : {"physical", "mask"}, default="physical"
+        "physical" slices the network at every pruning event, so later iterations are
+        cheaper; "mask" keeps the full network and zeroes dropped channels (same
+        mathematics, full cost; the reference the benchmark compares against). Either
+        way the fitted network is physically pruned.
     input_shape : tuple of int, optional
         (C, H, W) to reshape flattened rows of ``X`` to; one entry may be -1.
     device : str, default="cpu"
@@ -118,7 +123,7 @@ class IterativeFilterPruner(BasePruner):
 
     def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=200, prune_every=60, prune_fraction=None,
                  head_epochs=10, head_l2=1e-3, finetune_epochs=1, lr=1e-4, batch_size=128, momentum=0.9,
-                 weight_decay=5e-4, score_batch_size=256, recalibrate_bn=True, input_shape=None, device="cpu", callbacks=None,
+                 weight_decay=5e-4, score_batch_size=256, recalibrate_bn=True, surgery="physical", input_shape=None, device="cpu", callbacks=None,
                  random_state=None, verbose=0):
         self.backbone = backbone
         self.pruning_ratio = pruning_ratio
@@ -134,6 +139,7 @@ class IterativeFilterPruner(BasePruner):
         self.weight_decay = weight_decay
         self.score_batch_size = score_batch_size
         self.recalibrate_bn = recalibrate_bn
+        self.surgery = surgery
         self.input_shape = input_shape
         self.device = device
         self.callbacks = callbacks
@@ -175,7 +181,10 @@ class IterativeFilterPruner(BasePruner):
         module = self._prepared_backbone()
         module.fc = self._new_head(module, X, y, len(classes)).to(self.device)
         X_scores = torch.from_numpy(X)
-        state = {"selection": Selection.full(space)}
+        if self.surgery not in ("physical", "mask"):
+            raise ValueError(f"surgery must be 'physical' or 'mask', got {self.surgery!r}")
+        masked = self.surgery == "mask"
+        state = {"selection": Selection.full(space), "hooks": []}
         kept_log = []
 
         def before_step(net, j):
@@ -188,9 +197,16 @@ class IterativeFilterPruner(BasePruner):
                     scores = channel_scores(net.module_, X_scores, space, batch_size=self.score_batch_size,
                                             device=self.device)
                     self.train_flops_ += self._forward_flops(net.module_, X) * len(X)
+                    if masked:  # full-size scores: read off the channels still kept
+                        scores = {g: scores[g][current[g]] for g in space.names}
                     target = Selection({g: keep_top_scored(current[g], scores[g], targets[g])
                                         for g in space.names}, space)
-                    shrink_(net.module_, space, current, target)
+                    if masked:
+                        for handle in state["hooks"]:
+                            handle.remove()
+                        state["hooks"] = mask_channels(net.module_, target, space)
+                    else:
+                        shrink_(net.module_, space, current, target)
                     net.initialize_optimizer()
                     state["selection"] = target
                     changed = True
@@ -200,6 +216,10 @@ class IterativeFilterPruner(BasePruner):
         n_finetune = self.finetune_epochs * self._epoch_steps(len(X), self.batch_size)
         net, records = self._fine_tune(module, X, y, len(classes), self.n_iterations + n_finetune,
                                        before_step=before_step, desc="IFP")
+        if masked:  # the result is the same physically small network either way
+            for handle in state["hooks"]:
+                handle.remove()
+            net.module_ = extract(net.module_, state["selection"], space)
         for record, kept in zip(records, kept_log):
             record["phase"] = "prune" if record["iteration"] < self.n_iterations else "finetune"
             record["n_kept"] = kept
