@@ -6,7 +6,18 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["penultimate_features", "class_prototypes"]
+__all__ = ["penultimate", "penultimate_features", "class_prototypes"]
+
+
+def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Penultimate (globally pooled) features of a torchvision-style ResNet, differentiable.
+
+    Equivalent to ``model(x)`` with ``model.fc`` replaced by an identity, without
+    touching the model.
+    """
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)
 
 
 @torch.no_grad()
@@ -31,14 +42,12 @@ def penultimate_features(model: nn.Module, X, batch_size: int = 256, device=None
     device = torch.device(device) if device is not None else next(model.parameters()).device
     X = torch.as_tensor(X)
     captured = []
-    handle = model.avgpool.register_forward_hook(lambda _m, _i, out: captured.append(torch.flatten(out, 1).cpu()))
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(X), batch_size):
-            model(X[start:start + batch_size].to(device, torch.float32))
+            captured.append(penultimate(model, X[start:start + batch_size].to(device, torch.float32)).cpu())
     finally:
-        handle.remove()
         model.train(was_training)
     if not captured:
         return np.zeros((0, model.fc.in_features), dtype=np.float32)

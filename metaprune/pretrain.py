@@ -41,6 +41,8 @@ from torch import nn
 
 from .augment import BatchAugment
 from .models import cifar_resnet18, fingerprint, spec_of
+from .features import penultimate
+from .preprocessing import CIFAR100_MEAN, CIFAR100_STD
 
 __all__ = [
     "CIFAR100_MEAN",
@@ -58,25 +60,12 @@ __all__ = [
     "to_float_images",
 ]
 
-CIFAR100_MEAN = (0.507, 0.487, 0.441)
-CIFAR100_STD = (0.267, 0.256, 0.276)
 _CKPT_FORMAT = "metaprune.pretrain_checkpoint"
 
 
 # --------------------------------------------------------------------------------------
 # features and k-NN monitor (pure functions)
 # --------------------------------------------------------------------------------------
-def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Penultimate (globally pooled) features of a torchvision-style ResNet.
-
-    Equivalent to ``model(x)`` with ``model.fc`` replaced by an identity, without
-    touching the model.
-    """
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
-    return torch.flatten(model.avgpool(x), 1)
-
-
 def to_float_images(X, mean=None, std=None):
     """Convert images to a float32 NCHW tensor in ``[0, 1]``.
 

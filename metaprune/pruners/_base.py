@@ -40,10 +40,15 @@ class BasePruner(ClassifierMixin, BaseEstimator):
     network, returning ``(net, selection, records)``.
     """
 
+    def _backbone(self) -> nn.Module:
+        """The pre-trained network this estimator prunes."""
+        return self.backbone
+
     def _check_params(self):
-        if self.backbone is None or not isinstance(self.backbone, nn.Module):
+        backbone = self._backbone()
+        if backbone is None or not isinstance(backbone, nn.Module):
             raise ValueError(f"backbone must be a pre-trained torch.nn.Module (a torchvision ResNet), "
-                             f"got {type(self.backbone).__name__}")
+                             f"got {type(backbone).__name__}")
         for name in ("lr", "batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -53,7 +58,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
             raise ValueError("weight_decay and head_epochs must be non-negative")
 
     def _validate_fit_input(self, X, y):
-        in_channels = self.backbone.conv1.in_channels
+        in_channels = self._backbone().conv1.in_channels
         X = check_images(X, in_channels, self.input_shape, min_samples=2)
         classes, y_enc = check_labels(y, len(X))
         return X, y_enc, classes
@@ -78,7 +83,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         return count_flops(module, X.shape[1:])
 
     def _prepared_backbone(self) -> nn.Module:
-        module = copy.deepcopy(self.backbone).to(self.device)
+        module = copy.deepcopy(self._backbone()).to(self.device)
         module.eval()
         return module
 
@@ -166,7 +171,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         info = {"estimator": type(self).__name__, "fit_time": self.fit_time_, "n_iter": self.n_iter_}
         info.update(metadata or {})
-        save_pruned(path, self.net_.module_, self.selection_, self.classes_, spec_of(self.backbone),
+        save_pruned(path, self.net_.module_, self.selection_, self.classes_, spec_of(self._backbone()),
                     self.input_shape_, info)
 
     def _fit_common(self, X, y):
@@ -175,8 +180,8 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         X, y, classes = self._validate_fit_input(X, y)
         self._seed_ = self._seed()
         self.train_flops_ = 0
-        self.backbone_fingerprint_ = fingerprint(self.backbone)
-        space = FilterSpace.from_model(self.backbone)
+        self.backbone_fingerprint_ = fingerprint(self._backbone())
+        space = FilterSpace.from_model(self._backbone())
         return X, y, classes, space
 
     @staticmethod
