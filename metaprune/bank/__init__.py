@@ -1,0 +1,16 @@
+"""The pruned-model bank: one pre-trained backbone and the pruning results of many tasks.
+
+:class:`PrunedModelBank` stores, per training task, the selection of kept channels, the
+pruned weights, the head, class prototypes, metrics and pruning configuration in one
+SQLite file (or in memory), builds itself in parallel through joblib (locally or on a
+Dask cluster), and answers the vectorised queries meta-vote pruning needs.
+
+Modules: ``_storage`` (SQLite schema, transactions, integrity), ``_codec`` (safetensors /
+JSON encoding), ``_records`` (fitted pruner <-> stored task), ``_build`` (parallel
+pruning), ``_bank`` (the public class).
+"""
+
+from ._bank import PrunedModelBank
+from ._records import TaskRecord
+
+__all__ = ["PrunedModelBank", "TaskRecord"]

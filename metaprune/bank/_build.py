@@ -1,0 +1,81 @@
+"""Pruning many tasks in parallel through joblib: workers compute, the caller writes.
+
+Each job prunes a fresh clone of the pruner on one task, computes its prototypes and
+metrics, and returns a :class:`~._storage.TaskRow` (strings and bytes). Results come back
+as they finish (``return_as="generator_unordered"``), and the caller stores each one at
+once, so a build that is interrupted keeps every finished task. Any joblib backend works:
+``"loky"`` or ``"threading"`` on one machine, ``"dask"`` (with a ``dask.distributed.Client``)
+or Ray on a cluster.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+from joblib import Parallel, delayed, parallel_config
+from sklearn.base import clone
+
+from ._records import encode_fitted
+
+__all__ = ["fit_task", "run_jobs"]
+
+
+def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
+    """Prune one task (runs in a worker).
+
+    Parameters
+    ----------
+    pruner : estimator
+        Unfitted pruner whose ``backbone`` is the bank's pre-trained backbone; a clone is
+        fitted, so the same object can be shared by concurrent jobs.
+    task_id : str
+    X, y : array-like
+        The task's training images and labels (for fitting and the prototypes).
+    X_test, y_test : array-like, optional
+        Held-out images and labels for the ``test_accuracy`` metric.
+
+    Returns
+    -------
+    TaskRow
+    """
+    estimator = clone(pruner)
+    estimator.fit(X, y)
+    # the clone holds its own copy of the backbone: prototypes never share a module across threads
+    return encode_fitted(task_id, estimator, estimator.backbone, X, y, X_test, y_test)
+
+
+def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress=True):
+    """Run :func:`fit_task` on every job and hand each result to ``on_result`` as it arrives.
+
+    Parameters
+    ----------
+    pruner : estimator
+        Template passed to every job.
+    jobs : iterable of tuple
+        ``(task_id, X, y, X_test, y_test)`` per task (consumed lazily).
+    total : int
+        Number of jobs (for the progress bar).
+    on_result : callable
+        Called in this process with each :class:`TaskRow`, in completion order.
+    n_jobs : int, optional
+        joblib's ``n_jobs``; None uses the backend's default (1 for joblib's default
+        backend, every worker of a Dask cluster).
+    backend : str, optional
+        joblib backend name (``"loky"``, ``"threading"``, ``"dask"``...); None keeps the
+        active joblib configuration.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    config = nullcontext() if backend is None else parallel_config(backend=backend)
+    with config, tqdm(total=total, desc="bank build", unit="task", disable=not progress) as bar:
+        try:
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
+        except ValueError as exc:
+            raise ValueError(f"cannot build with backend={backend!r}, n_jobs={n_jobs!r}: {exc} (the build "
+                             f"needs a backend that streams results back as tasks finish: 'loky', "
+                             f"'threading', 'dask'...)") from None
+        for row in parallel(delayed(fit_task)(pruner, *job) for job in jobs):
+            on_result(row)
+            bar.update(1)

@@ -1,0 +1,504 @@
+"""The bank's file: an SQLite database (WAL journal) of JSON text and safetensors blobs.
+
+Layout (schema version 1)::
+
+    meta(key, value)                 format, schema_version, fingerprint, spec, filter_space,
+                                     label_kind (set by the first task), created, metaprune_version
+    backbone(id = 1, weights, sha256) pre-trained weights, safetensors bytes
+    tasks(seq, task_id, classes, selection, metrics, config, estimator, backbone_fingerprint,
+          created, weights_sha256, prototypes_sha256, digest)     JSON / text, insertion order = seq
+    weights(task_id, blob)           pruned state dict (incl. BatchNorm statistics and head)
+    prototypes(task_id, blob)        class prototypes (absent for a task stored without)
+
+Small text columns and large blobs live in separate tables, so scanning every task's
+classes never reads a weight page. ``digest`` is the SHA-256 of a row's text columns
+(which include the blobs' digests) and is checked on every read. One task is one
+transaction: a reader (another connection, another process) sees either all of a task or
+none of it, and a writer killed mid-task loses only that task.
+
+This module knows nothing of torch or estimators: it moves :class:`TaskRow` values (text
+and bytes) in and out of the file and guarantees their integrity.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ._codec import sha256_hex
+
+__all__ = ["SCHEMA_VERSION", "FORMAT", "TaskRow", "TaskText", "BankStorage"]
+
+SCHEMA_VERSION = 1
+FORMAT = "metaprune.bank"
+_REQUIRED_META = ("format", "schema_version", "fingerprint", "spec", "filter_space")
+_TABLES = ("meta", "backbone", "tasks", "weights", "prototypes")
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE backbone (
+        id INTEGER PRIMARY KEY CHECK (id = 1), weights BLOB NOT NULL, sha256 TEXT NOT NULL)""",
+    """CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL UNIQUE,
+        classes TEXT NOT NULL,
+        selection TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        config TEXT NOT NULL,
+        estimator TEXT NOT NULL,
+        backbone_fingerprint TEXT NOT NULL,
+        created TEXT NOT NULL,
+        weights_sha256 TEXT NOT NULL,
+        prototypes_sha256 TEXT,
+        digest TEXT NOT NULL)""",
+    "CREATE TABLE weights (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
+    "CREATE TABLE prototypes (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
+)
+_CHUNK = 500  # ids per "IN (...)" query, well below SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class TaskText:
+    """The text columns of one stored task (verified against their digest).
+
+    All JSON values are still text; :mod:`metaprune.bank._records` decodes them.
+    """
+
+    task_id: str
+    classes: str
+    selection: str
+    metrics: str
+    config: str
+    estimator: str
+    backbone_fingerprint: str
+    created: str
+    weights_sha256: str
+    prototypes_sha256: str | None
+
+    def values(self) -> tuple:
+        """The columns, in table order."""
+        return tuple(getattr(self, name) for name in _TEXT_COLUMNS)
+
+    def digest(self) -> str:
+        """SHA-256 of all columns (the value stored in ``tasks.digest``)."""
+        return _digest(self.values())
+
+
+_TEXT_COLUMNS = tuple(f.name for f in fields(TaskText))
+
+
+def _digest(values: Sequence) -> str:
+    """SHA-256 of text values, each length-prefixed (so no two different rows encode alike)."""
+    return sha256_hex("".join("-," if v is None else f"{len(v)}:{v}," for v in values))
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task, encoded: JSON text and safetensors bytes, ready to be written.
+
+    This is what pruning workers return to the process that writes the bank (plain
+    strings and bytes, cheap to send between processes).
+    """
+
+    task_id: str
+    label_kind: str
+    classes: str
+    selection: str
+    metrics: str
+    config: str
+    estimator: str
+    backbone_fingerprint: str
+    weights: bytes
+    weights_sha256: str
+    prototypes: bytes | None = None
+    prototypes_sha256: str | None = None
+
+    def text(self, created: str) -> TaskText:
+        """The row's text columns, stamped with its write time."""
+        return TaskText(self.task_id, self.classes, self.selection, self.metrics, self.config, self.estimator,
+                        self.backbone_fingerprint, created, self.weights_sha256, self.prototypes_sha256)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _raise_translated(exc: sqlite3.Error, name: str):
+    """Raise a clear ValueError for a damaged or foreign file; locking and I/O problems pass through."""
+    message = str(exc).lower()
+    transient = ("locked", "busy", "readonly", "read-only", "unable to open", "disk i/o", "full", "closed")
+    if isinstance(exc, sqlite3.ProgrammingError) or (isinstance(exc, sqlite3.OperationalError)
+                                                       and any(s in message for s in transient)):
+        raise exc
+    raise ValueError(f"{name} is damaged or is not a metaprune bank (SQLite: {exc})") from exc
+
+
+class BankStorage:
+    """Transactions, schema and integrity of one bank database (file or in memory).
+
+    Use the constructors :meth:`open`, :meth:`create_or_open`, :meth:`in_memory` and
+    :meth:`from_image`. A storage object may be shared between threads (calls are
+    serialised by a lock); each process opens its own.
+
+    Parameters
+    ----------
+    connection : sqlite3.Connection
+        An autocommit connection (``isolation_level=None``).
+    name : str
+        The file path (or ``":memory:"``), for messages.
+    read_only : bool
+        Refuse every write.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, name: str, read_only: bool = False):
+        self._conn = connection
+        self.name = name
+        self.read_only = bool(read_only)
+        self._lock = threading.RLock()
+        self._writes = 0
+        with self._sql():
+            self._conn.execute("PRAGMA synchronous = FULL")  # a committed task survives even a power loss
+            if read_only:
+                self._conn.execute("PRAGMA query_only = ON")
+            self.meta = self._check_bank()
+
+    # -- construction -------------------------------------------------------------------------
+    @staticmethod
+    def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
+        return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False, timeout=60.0)
+
+    @classmethod
+    def open(cls, path, read_only: bool = False) -> "BankStorage":
+        """Open an existing bank file.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is not a metaprune bank, is damaged, or has an unknown schema version.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no bank file at {path}")
+        conn = cls._connect(f"{path.absolute().as_uri()}?mode=rw", uri=True)
+        try:
+            return cls(conn, str(path), read_only)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def create_or_open(cls, path, meta: dict, backbone_weights: bytes) -> "BankStorage":
+        """Create a bank file at ``path``, or open the bank already there.
+
+        A missing file, an empty file, or an SQLite database without any table is
+        initialised with ``meta`` and ``backbone_weights`` in one transaction (a creation
+        killed half-way leaves an empty database, which the next call initialises). Any
+        other existing file is opened as a bank (and rejected if it is not one); it is never
+        modified here.
+        """
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot create a bank at {path}: the folder {path.parent} "
+                                    f"does not exist")
+        conn = cls._connect(f"{path.absolute().as_uri()}?mode=rwc", uri=True)
+        try:
+            _initialise_if_empty(conn, str(path), meta, backbone_weights, wal=True)
+            return cls(conn, str(path))
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def in_memory(cls, meta: dict, backbone_weights: bytes) -> "BankStorage":
+        """A new bank that lives in memory only."""
+        conn = cls._connect(":memory:")
+        _initialise_if_empty(conn, ":memory:", meta, backbone_weights, wal=False)
+        return cls(conn, ":memory:")
+
+    @classmethod
+    def from_image(cls, image: bytes, read_only: bool = True) -> "BankStorage":
+        """An in-memory bank from the bytes of :meth:`image` (an SQLite database image)."""
+        conn = cls._connect(":memory:")
+        try:
+            conn.deserialize(bytes(image))
+            return cls(conn, ":memory:", read_only)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                _raise_translated(exc, "the bank image")
+            raise
+
+    def image(self) -> bytes:
+        """The whole database as bytes (used to send an in-memory bank to another process)."""
+        with self._sql():
+            return self._conn.serialize()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def _sql(self):
+        """Serialise access and turn SQLite's corruption errors into clear ValueErrors."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                _raise_translated(exc, self.name)
+
+    @contextmanager
+    def _read_transaction(self):
+        """One consistent snapshot for several SELECTs (joins an enclosing snapshot)."""
+        with self._sql() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self):
+        """Hold one read snapshot: every read inside sees the same committed tasks."""
+        with self._read_transaction():
+            yield
+
+    def _check_bank(self) -> dict:
+        conn = self._conn
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            what = f"an SQLite database with tables {sorted(tables)}" if tables else "an empty database"
+            raise ValueError(f"{self.name} is not a metaprune bank: it is {what} without a 'meta' table")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{self.name} is not a metaprune bank (meta format is {meta.get('format')!r}, "
+                             f"expected {FORMAT!r})")
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise ValueError(f"{self.name} has bank schema version {meta.get('schema_version')!r}; this "
+                             f"version of metaprune reads schema version {SCHEMA_VERSION} only (upgrade "
+                             f"metaprune, or rebuild the bank)")
+        missing = [k for k in _REQUIRED_META if k not in meta] + [t for t in _TABLES if t not in tables]
+        if missing:
+            raise ValueError(f"{self.name} is an incomplete metaprune bank: it lacks {missing}")
+        return meta
+
+    def version(self) -> tuple:
+        """A token that changes whenever any connection commits a change (for caches)."""
+        with self._sql() as conn:
+            return self._writes, conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- reads ----------------------------------------------------------------------------------
+    def label_kind(self) -> str | None:
+        """``"int"`` or ``"str"`` once a task is stored, else None."""
+        with self._sql() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'label_kind'").fetchone()
+        return None if row is None else row[0]
+
+    def backbone_weights(self) -> tuple:
+        """``(blob, sha256)`` of the pre-trained weights."""
+        with self._sql() as conn:
+            row = conn.execute("SELECT weights, sha256 FROM backbone WHERE id = 1").fetchone()
+        if row is None:
+            raise ValueError(f"{self.name} is an incomplete metaprune bank: it holds no backbone weights")
+        return row
+
+    def task_ids(self) -> list:
+        """All task ids, in insertion order."""
+        with self._sql() as conn:
+            return [r[0] for r in conn.execute("SELECT task_id FROM tasks ORDER BY seq")]
+
+    def existing(self, task_ids: Iterable) -> set:
+        """The subset of ``task_ids`` that is stored."""
+        task_ids = list(task_ids)
+        with self._sql() as conn:
+            return {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", task_ids)}
+
+    def read(self, task_ids: Sequence | None = None, blobs: Sequence = ()) -> list:
+        """Verified text columns (and raw blobs) of tasks, in one snapshot.
+
+        Parameters
+        ----------
+        task_ids : sequence of str, optional
+            Tasks to read, in the order wanted (repeats allowed); None reads every task in
+            insertion order.
+        blobs : sequence of {"weights", "prototypes"}
+            Blob tables to fetch as well.
+
+        Returns
+        -------
+        list of (TaskText, dict)
+            The dict maps each name in ``blobs`` to the stored bytes (None for a task stored
+            without prototypes). Blobs are not verified here: their digests are in the text.
+
+        Raises
+        ------
+        KeyError
+            If a task id is not stored.
+        ValueError
+            If a row does not match its digest (the file is damaged).
+        """
+        unknown = [b for b in blobs if b not in ("weights", "prototypes")]
+        if unknown:
+            raise ValueError(f"unknown blob tables {unknown}")
+        columns = ", ".join(_TEXT_COLUMNS)
+        with self._read_transaction() as conn:
+            if task_ids is None:
+                rows = conn.execute(f"SELECT {columns}, digest FROM tasks ORDER BY seq").fetchall()
+                wanted = [r[0] for r in rows]
+            else:
+                wanted = list(task_ids)
+                unique = list(dict.fromkeys(wanted))
+                rows = list(_select_in(conn, f"SELECT {columns}, digest FROM tasks", unique))
+            by_id = {r[0]: r for r in rows}
+            missing = [t for t in dict.fromkeys(wanted) if t not in by_id]
+            if missing:
+                more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
+                raise KeyError(f"no task {missing[0]!r} in the bank{more}")
+            blob_values = {name: dict(_select_in(conn, f"SELECT task_id, blob FROM {name}", list(by_id)))
+                           for name in blobs}
+        texts = {}
+        for task_id, row in by_id.items():
+            if _digest(row[:-1]) != row[-1]:
+                raise ValueError(f"{self.name}: the stored fields of task {task_id!r} do not match their "
+                                 f"digest; the bank file is damaged or was modified outside metaprune")
+            texts[task_id] = TaskText(*row[:-1])
+        return [(texts[t], {name: blob_values[name].get(t) for name in blobs}) for t in wanted]
+
+    def integrity_problems(self) -> list:
+        """SQLite's own page-level check: an empty list when the file is sound."""
+        with self._sql() as conn:
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        return [] if result == ["ok"] else result
+
+    # -- writes ---------------------------------------------------------------------------------
+    def write(self, rows: Sequence, replace: bool = False, skip_existing: bool = False) -> list:
+        """Store tasks in ONE transaction: all of them or, on any error, none.
+
+        Parameters
+        ----------
+        rows : sequence of TaskRow
+        replace : bool
+            Overwrite stored tasks with the same id (they keep their position).
+        skip_existing : bool
+            Silently leave out rows whose id is already stored.
+
+        Returns
+        -------
+        list of str
+            Ids written.
+
+        Raises
+        ------
+        ValueError
+            If the bank is read-only, an id repeats, an id is stored already (and neither
+            ``replace`` nor ``skip_existing``), or a row's label kind differs from the bank's.
+        """
+        if self.read_only:
+            raise ValueError(f"{self.name} was opened read-only; open it with read_only=False to add tasks")
+        rows = list(rows)
+        ids = [r.task_id for r in rows]
+        if len(set(ids)) != len(ids):
+            repeated = sorted({t for t in ids if ids.count(t) > 1})
+            raise ValueError(f"task ids repeat within one write: {repeated}")
+        with self._sql() as conn:
+            if conn.in_transaction:
+                raise ValueError("cannot write to the bank inside a snapshot() block")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                written = self._write_locked(conn, rows, replace, skip_existing)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._writes += 1
+        return written
+
+    def _write_locked(self, conn, rows, replace, skip_existing) -> list:
+        kind = conn.execute("SELECT value FROM meta WHERE key = 'label_kind'").fetchone()
+        kind = None if kind is None else kind[0]
+        for row in rows:
+            if row.label_kind not in ("int", "str"):
+                raise ValueError(f"task {row.task_id!r}: label kind must be 'int' or 'str', "
+                                 f"got {row.label_kind!r}")
+            if kind is None:
+                kind = row.label_kind
+                conn.execute("INSERT INTO meta (key, value) VALUES ('label_kind', ?)", (kind,))
+            elif row.label_kind != kind:
+                raise ValueError(f"task {row.task_id!r} has {row.label_kind} class labels but this bank's "
+                                 f"labels are {kind}s (fixed by its first task); labels must be one global "
+                                 f"kind of class id")
+        existing = {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", [r.task_id for r in rows])}
+        if skip_existing:
+            rows = [r for r in rows if r.task_id not in existing]
+            existing = set()
+        elif existing and not replace:
+            raise ValueError(f"task(s) {sorted(existing)[:5]} are already in the bank; pass replace=True to "
+                             f"overwrite, or use new task ids")
+        created = _now()
+        texts = [row.text(created) for row in rows]
+        values = [(*t.values(), t.digest()) for t in texts]
+        new = [v for v in values if v[0] not in existing]
+        old = [v for v in values if v[0] in existing]
+        columns = ", ".join(_TEXT_COLUMNS)
+        conn.executemany(f"INSERT INTO tasks ({columns}, digest) VALUES ({_marks(_TEXT_COLUMNS)}, ?)", new)
+        assignments = ", ".join(f"{c} = ?" for c in _TEXT_COLUMNS[1:])
+        conn.executemany(f"UPDATE tasks SET {assignments}, digest = ? WHERE task_id = ?",
+                         [(*v[1:], v[0]) for v in old])
+        conn.executemany("INSERT OR REPLACE INTO weights (task_id, blob) VALUES (?, ?)",
+                         [(r.task_id, r.weights) for r in rows])
+        conn.executemany("INSERT OR REPLACE INTO prototypes (task_id, blob) VALUES (?, ?)",
+                         [(r.task_id, r.prototypes) for r in rows if r.prototypes is not None])
+        conn.executemany("DELETE FROM prototypes WHERE task_id = ?",
+                         [(r.task_id,) for r in rows if r.prototypes is None and r.task_id in existing])
+        return [r.task_id for r in rows]
+
+
+def _initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, wal: bool) -> None:
+    """Create the schema, meta and backbone in one transaction when the database has no table."""
+    try:
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            return
+        if wal:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # created meanwhile
+                conn.execute("ROLLBACK")
+                return
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            rows = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION), "created": _now(), **meta}
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                             [(k, str(v)) for k, v in rows.items()])
+            conn.execute("INSERT INTO backbone (id, weights, sha256) VALUES (1, ?, ?)",
+                         (backbone_weights, sha256_hex(backbone_weights)))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        _raise_translated(exc, name)
+
+
+def _select_in(conn, select: str, task_ids: list):
+    """Rows of ``select ... WHERE task_id IN (task_ids)``, a few hundred ids per query."""
+    for start in range(0, len(task_ids), _CHUNK):
+        chunk = task_ids[start:start + _CHUNK]
+        yield from conn.execute(f"{select} WHERE task_id IN ({_marks(chunk)})", chunk)
+
+
+def _marks(items) -> str:
+    return ", ".join("?" * len(items))
