@@ -126,7 +126,7 @@ def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classe
     schedule = IterationSchedule(lr, n_steps, before_step=before_step, progress=progress)
     batch_size = min(batch_size, len(X))
     generator = torch.Generator().manual_seed(int(seed))
-    sampler = BatchSampler(RandomSampler(range(len(X)), replacement=False, num_samples=n_steps * batch_size,
+    sampler = BatchSampler(RandomSampler(range(len(X)), replacement=False, num_samples=max(1, n_steps) * batch_size,
                                          generator=generator), batch_size, drop_last=False)
     net = make_net(module, n_classes, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    batch_size=batch_size, device=device, callbacks=[("iteration_schedule", schedule), *callbacks],

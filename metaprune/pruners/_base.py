@@ -113,10 +113,13 @@ class BasePruner(ClassifierMixin, BaseEstimator):
                 progress.close()
         return net, records
 
+    def _recalibrate(self, module, X):
+        recalibrate_batchnorm(module, X, batch_size=self.score_batch_size, device=self.device)
+        self.train_flops_ += self._forward_flops(module, X) * len(X)
+
     def _finish(self, net, selection, space, X, classes, records, start):
         if self.recalibrate_bn:
-            recalibrate_batchnorm(net.module_, X, batch_size=self.score_batch_size, device=self.device)
-            self.train_flops_ += self._forward_flops(net.module_, X) * len(X)
+            self._recalibrate(net.module_, X)
         net.module_.eval()
         self.net_ = net
         self.selection_ = selection

@@ -1,0 +1,251 @@
+"""Pruners that build the sub-network at its target size at once, then fine-tune it.
+
+:class:`MetaVotePruner` (the paper's Alg. 2) picks channels by votes of the most similar
+tasks in a :class:`~metaprune.bank.PrunedModelBank` and initialises them with the
+neighbours' averaged weights; :class:`UniformPruner` (the paper's random baseline) picks
+channels uniformly and keeps the pre-trained weights. Both then train a new head on the
+sub-network's frozen features and fine-tune for ``n_iterations`` SGD steps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+
+from ..similarity import SharedClassSimilarity
+from ..surgery import extract
+from ..voting import average_weights, sample_channels, uniform_channels, vote_counts
+from ._base import BasePruner
+
+__all__ = ["MetaVotePruner", "UniformPruner"]
+
+
+class _OneShotPruner(BasePruner):
+    """Shared ``fit``: choose a sub-network, initialise it, train a head, fine-tune."""
+
+    def _initial_subnetwork(self, X, y, classes, space, rng):
+        """Return ``(selection, pruned_state or None)``; None keeps the pre-trained weights."""
+        raise NotImplementedError
+
+    def fit(self, X, y):
+        """Build and fine-tune the pruned network for the task given by ``X`` and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, C, H, W)
+            Preprocessed float images (or flattened rows with ``input_shape``).
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self
+        """
+        start = time.perf_counter()
+        X, y_enc, classes, space = self._fit_common(X, y)
+        if self.n_iterations < 0:
+            raise ValueError(f"n_iterations must be >= 0, got {self.n_iterations}")
+        rng = check_random_state(self._seed_)
+        selection, state = self._initial_subnetwork(X, classes[y_enc], classes, space, rng)
+        module = extract(self._backbone(), selection, space)
+        if state is not None:
+            missing, unexpected = module.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("fc.") for k in missing):
+                raise RuntimeError(f"initial weights do not fit the sub-network: missing {missing}, "
+                                   f"unexpected {unexpected}")
+        module = module.to(self.device).eval()
+        if self.recalibrate_bn:  # the sub-network's channels see other inputs than in the donors' networks
+            self._recalibrate(module, X)
+        module.fc = self._new_head(module, X, y_enc, len(classes)).to(self.device)
+        net, records = self._fine_tune(module, X, y_enc, len(classes), self.n_iterations,
+                                       desc=type(self).__name__)
+        for record in records:
+            record["phase"] = "finetune"
+        return self._finish(net, selection, space, X, classes, records, start)
+
+
+class UniformPruner(_OneShotPruner):
+    """The random baseline of the MVP paper: uniformly sampled channels, pre-trained weights.
+
+    Each group keeps ``max(1, round((1 - pruning_ratio) * n))`` channels drawn uniformly
+    without replacement; the sub-network keeps the pre-trained weights, gets a new head
+    trained on its frozen features, and is fine-tuned for ``n_iterations`` SGD steps.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Pre-trained torchvision-style ResNet; never modified.
+    pruning_ratio : float, default=0.9
+    n_iterations : int, default=100
+        Fine-tuning SGD iterations.
+    head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
+    recalibrate_bn, input_shape, device, callbacks, random_state, verbose
+        As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
+
+    Attributes
+    ----------
+    classes_, selection_, net_, n_params_, flops_, train_flops_, fit_time_, history_, filter_space_
+        As in :class:`IterativeFilterPruner`.
+    """
+
+    def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=100, head_epochs=10, head_l2=1e-3,
+                 lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
+                 recalibrate_bn=True, input_shape=None, device="cpu", callbacks=None, random_state=None, verbose=0):
+        self.backbone = backbone
+        self.pruning_ratio = pruning_ratio
+        self.n_iterations = n_iterations
+        self.head_epochs = head_epochs
+        self.head_l2 = head_l2
+        self.lr = lr
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.score_batch_size = score_batch_size
+        self.recalibrate_bn = recalibrate_bn
+        self.input_shape = input_shape
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _initial_subnetwork(self, X, y, classes, space, rng):
+        if not 0.0 < self.pruning_ratio < 1.0:
+            raise ValueError(f"pruning_ratio must be in (0, 1), got {self.pruning_ratio}")
+        return uniform_channels(space.sizes, space.n_keep(self.pruning_ratio), random_state=rng), None
+
+
+class MetaVotePruner(_OneShotPruner):
+    """Meta-Vote Pruning (Alg. 2 of the MVP paper): prune a new task by votes of similar tasks.
+
+    ``fit(X, y)`` (1) scores every task of ``bank`` by ``similarity`` to the new task and
+    takes the ``n_neighbors`` most similar; (2) in each channel group, samples
+    ``n_keep`` channels without replacement from softmax(votes / temperature), where a
+    channel's votes count the neighbours that kept it; (3) initialises every kept
+    weight with its average over the neighbours whose pruned models contain it
+    (pre-trained value where none does); (4) trains a new head on the sub-network's
+    frozen features and fine-tunes for ``n_iterations`` SGD steps. Nothing is written
+    to the bank.
+
+    Parameters
+    ----------
+    bank : PrunedModelBank
+        Pruned training tasks; shared (not copied) by clones and grid-search candidates.
+    n_neighbors : int, default=10
+        ``N``, the number of most similar bank tasks that vote.
+    similarity : TaskSimilarity, default=SharedClassSimilarity()
+        How tasks are compared (a clone is fitted on the bank).
+    temperature : float, default=0.025
+        ``tau`` of Eq. 1; small values pick the most-voted channels.
+    pruning_ratio : float or None, default=None
+        None keeps as many channels per group as the neighbours' pruned models do
+        (their median), i.e. the ratio the bank's tasks were pruned to.
+    n_iterations : int, default=100
+        Fine-tuning SGD iterations.
+    exclude : collection of str, optional
+        Task ids that may not vote (e.g. the task itself, for held-out evaluation).
+    exclude_shared_classes : bool, default=False
+        Forbid every bank task that shares a class with the new task.
+    head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
+    recalibrate_bn, input_shape, device, callbacks, random_state, verbose
+        As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
+
+    Attributes
+    ----------
+    neighbors_ : list of (str, float)
+        The voting tasks and their similarity to the new task, most similar first.
+    votes_ : dict of str to ndarray
+        Vote count of every pre-trained channel, per group.
+    classes_, selection_, net_, n_params_, flops_, train_flops_, fit_time_, history_, filter_space_
+        As in :class:`IterativeFilterPruner`.
+
+    Examples
+    --------
+    >>> mvp = MetaVotePruner(bank, n_neighbors=10).fit(X, y)  # doctest: +SKIP
+    >>> mvp.score(X_test, y_test)  # doctest: +SKIP
+    """
+
+    def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
+                 n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
+                 lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
+                 recalibrate_bn=True, input_shape=None, device="cpu", callbacks=None, random_state=None, verbose=0):
+        self.bank = bank
+        self.n_neighbors = n_neighbors
+        self.similarity = similarity
+        self.temperature = temperature
+        self.pruning_ratio = pruning_ratio
+        self.n_iterations = n_iterations
+        self.exclude = exclude
+        self.exclude_shared_classes = exclude_shared_classes
+        self.head_epochs = head_epochs
+        self.head_l2 = head_l2
+        self.lr = lr
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.score_batch_size = score_batch_size
+        self.recalibrate_bn = recalibrate_bn
+        self.input_shape = input_shape
+        self.device = device
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _backbone(self):
+        if self.bank is None:
+            raise ValueError("MetaVotePruner needs a PrunedModelBank (bank=None given)")
+        return self.bank.backbone
+
+    def _candidates(self, classes) -> np.ndarray:
+        """Boolean mask over ``bank.task_ids`` of the tasks allowed to vote."""
+        ids = list(self.bank.task_ids)
+        allowed = np.ones(len(ids), dtype=bool)
+        if self.exclude is not None:
+            excluded = {self.exclude} if isinstance(self.exclude, str) else set(self.exclude)
+            allowed &= np.array([t not in excluded for t in ids], dtype=bool)
+        if self.exclude_shared_classes:
+            bank_classes, incidence = self.bank.class_incidence()
+            allowed &= ~incidence[:, np.isin(bank_classes, classes)].any(axis=1)
+        return allowed
+
+    def _neighbours(self, X, y, classes):
+        if len(self.bank) == 0:
+            raise ValueError("the bank is empty: add pruned training tasks before fitting MetaVotePruner")
+        if not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be a positive int, got {self.n_neighbors!r}")
+        allowed = self._candidates(classes)
+        if self.n_neighbors > allowed.sum():
+            raise ValueError(f"n_neighbors={self.n_neighbors} but only {int(allowed.sum())} bank tasks may vote "
+                             f"(bank size {len(self.bank)})")
+        similarity = clone(self.similarity if self.similarity is not None else SharedClassSimilarity())
+        scores = np.asarray(similarity.fit(self.bank).similarities(X, y), dtype=np.float64)
+        scores = np.where(allowed, scores, -np.inf)
+        order = np.argsort(-scores, kind="stable")[: self.n_neighbors]  # ties: bank order
+        ids = list(self.bank.task_ids)
+        return [(ids[i], float(scores[i])) for i in order]
+
+    def _initial_subnetwork(self, X, y, classes, space, rng):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        self.neighbors_ = self._neighbours(X, y, classes)
+        ids = [task_id for task_id, _ in self.neighbors_]
+        selections = self.bank.selections(ids)
+        self.votes_ = vote_counts(selections, space.sizes)
+        if self.pruning_ratio is None:
+            n_keep = {g: int(np.median([len(s[g]) for s in selections])) for g in space.names}
+        elif 0.0 < self.pruning_ratio < 1.0:
+            n_keep = space.n_keep(self.pruning_ratio)
+        else:
+            raise ValueError(f"pruning_ratio must be None or in (0, 1), got {self.pruning_ratio}")
+        target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng)
+        head = _head_modules(space)
+        fallback = {k: v for k, v in self._backbone().state_dict().items() if k.rpartition(".")[0] not in head}
+        state = average_weights(list(zip(selections, self.bank.pruned_states(ids))), target, space, fallback)
+        return target, state
+
+
+def _head_modules(space) -> set:
+    """Modules whose outputs are not channel groups: the task head (``fc``), never averaged."""
+    return {m for m, (out_group, _) in space.module_axes.items() if out_group is None}
