@@ -43,20 +43,28 @@ class DemoConfig:
     lr: float = 3e-3
     batch_size: int = 64
     random_state: int = 0
+    methods: tuple = ("mvp", "ifp", "ifp5", "uniform")
 
 
 def _methods(cfg: DemoConfig, backbone, bank):
     common = dict(batch_size=cfg.batch_size, random_state=cfg.random_state)
     J = cfg.iterations
-    return {
-        f"MVP ({J} it)": MetaVotePruner(bank, n_neighbors=cfg.n_neighbors, n_iterations=J, lr=cfg.lr, **common),
-        f"IFP ({J} it)": IterativeFilterPruner(backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=J,
-                                               prune_every=max(1, J // 3), lr=cfg.lr, **common),
-        f"IFP ({5 * J} it)": IterativeFilterPruner(backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=5 * J,
-                                                   prune_every=max(1, 5 * J // 3), lr=cfg.lr, **common),
-        f"Uniform ({J} it)": UniformPruner(backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=J, lr=cfg.lr,
-                                           **common),
+    makers = {
+        "mvp": (f"MVP ({J} it)", lambda: MetaVotePruner(bank, n_neighbors=cfg.n_neighbors, n_iterations=J,
+                                                        lr=cfg.lr, **common)),
+        "ifp": (f"IFP ({J} it)", lambda: IterativeFilterPruner(
+            backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=J, prune_every=max(1, J // 3), lr=cfg.lr,
+            **common)),
+        "ifp5": (f"IFP ({5 * J} it)", lambda: IterativeFilterPruner(
+            backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=5 * J, prune_every=max(1, 5 * J // 3),
+            lr=cfg.lr, **common)),
+        "uniform": (f"Uniform ({J} it)", lambda: UniformPruner(
+            backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=J, lr=cfg.lr, **common)),
     }
+    unknown = set(cfg.methods) - set(makers)
+    if unknown:
+        raise ValueError(f"unknown demo methods {sorted(unknown)}; choose from {sorted(makers)}")
+    return {makers[m][0]: makers[m][1]() for m in cfg.methods}
 
 
 def run_demo(cfg: DemoConfig | None = None, log=print) -> dict:
