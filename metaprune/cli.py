@@ -34,7 +34,7 @@ def _demo(args) -> int:
 
 
 def _inspect(args) -> int:
-    from safetensors import safe_open
+    from ._files import safetensors_format
 
     path = Path(args.path)
     if not path.is_file():
@@ -53,11 +53,7 @@ def _inspect(args) -> int:
             print(f"  {task_id}: classes {list(record.classes)}, {kept} channels kept, metrics "
                   + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.metrics.items()}))
         return 0
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            fmt = (f.metadata() or {}).get("format")
-    except Exception:  # safetensors raises its own error type for non-safetensors files
-        fmt = None
+    fmt = safetensors_format(path)
     if fmt == "metaprune.pruned":
         from .complexity import count_flops, count_parameters
         from .io import load_pruned

@@ -9,11 +9,11 @@ rebuilds the exact module and never unpickles anything.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._files import read_safetensors
 from .filter_space import FilterSpace
 from .models import ResNetSpec
 from .selection import Selection
@@ -106,20 +106,7 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
     ValueError
         If the file is not a metaprune pruned-network file or is damaged.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no pruned-network file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a metaprune pruned-network file (format={header.get('format')!r})")
+    header, state = read_safetensors(path, FORMAT, "pruned-network")
     try:
         spec = ResNetSpec.from_dict(json.loads(header["spec"]))
         selection = Selection(json.loads(header["selection"]))

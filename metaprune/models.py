@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from ._files import read_safetensors
 
 __all__ = [
     "ResNetSpec",
@@ -274,20 +275,7 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
     ValueError
         If the file is not a metaprune backbone, is corrupted, or fails its fingerprint.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no backbone file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises several error types for damaged files
-        raise ValueError(f"{path} is not a readable safetensors backbone file: {exc}") from exc
-    if header.get("format") != "metaprune.backbone":
-        raise ValueError(f"{path} is not a metaprune backbone file (format={header.get('format')!r})")
+    header, state = read_safetensors(path, "metaprune.backbone", "backbone")
     model = ResNetSpec.from_dict(json.loads(header["spec"])).build()
     try:
         model.load_state_dict(state, strict=True)

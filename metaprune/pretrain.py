@@ -461,7 +461,6 @@ class _BasePretrainer(BaseEstimator):
                 print(f"[{self._label()}] resumed from {ckpt} at epoch {start_epoch}", flush=True)
 
         augment = self._make_augment()
-        knn_feats = None
         bar = tqdm(
             range(start_epoch, self.epochs),
             initial=start_epoch,

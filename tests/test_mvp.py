@@ -5,7 +5,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from metaprune import (IterativeFilterPruner, MetaVotePruner, PrototypeSimilarity, PrunedModelBank,
-                       SharedClassSimilarity, UniformPruner, load_pruned)
+                       UniformPruner, load_pruned)
 from metaprune.datasets import load_digits_images
 from metaprune.filter_space import FilterSpace
 from metaprune.models import cifar_resnet18

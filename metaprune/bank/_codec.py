@@ -15,7 +15,6 @@ import numbers
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 
 from ..io import _classes_from_json, _classes_to_json
 
