@@ -81,7 +81,7 @@ def run_demo(cfg: DemoConfig | None = None, log=print) -> dict:
     start = time.perf_counter()
     pretrainer = SimSiamPretrainer(
         backbone=cifar_resnet18(width=cfg.width, in_channels=1, num_classes=10), method="simclr",
-        epochs=cfg.pretrain_epochs, batch_size=256, lr=0.3, warmup_epochs=2, mean=to_tensor.mean_,
+        epochs=cfg.pretrain_epochs, batch_size=256, lr=0.3, warmup_epochs=min(2, cfg.pretrain_epochs - 1), mean=to_tensor.mean_,
         std=to_tensor.std_, knn_every=0, random_state=cfg.random_state, verbose=0)
     backbone = pretrainer.fit(data.images[pool]).backbone_
     log(f"pre-trained a CIFAR ResNet-18 (width {cfg.width}) with SimCLR on {len(pool)} digit images "
