@@ -50,7 +50,8 @@ def _methods(cfg: DemoConfig, backbone, bank):
     common = dict(batch_size=cfg.batch_size, random_state=cfg.random_state)
     J = cfg.iterations
     makers = {
-        "mvp": (f"MVP ({J} it)", lambda: MetaVotePruner(bank, n_neighbors=cfg.n_neighbors, n_iterations=J,
+        "mvp": (f"MVP ({J} it)", lambda: MetaVotePruner(bank, n_neighbors=min(cfg.n_neighbors, len(bank)),
+                                                        n_iterations=J,
                                                         lr=cfg.lr, **common)),
         "ifp": (f"IFP ({J} it)", lambda: IterativeFilterPruner(
             backbone, pruning_ratio=cfg.pruning_ratio, n_iterations=J, prune_every=max(1, J // 3), lr=cfg.lr,
