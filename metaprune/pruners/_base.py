@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -63,13 +64,10 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         return X, y_enc, classes
 
     def _seed(self) -> int:
-        rs = self.random_state
-        if rs is None:
-            return int(np.random.SeedSequence().entropy % (2**31))
-        if isinstance(rs, (int, np.integer)):
-            return int(rs)
-        return int(np.random.RandomState(rs).randint(2**31)) if not isinstance(rs, np.random.RandomState) \
-            else int(rs.randint(2**31))
+        """One integer seed for this fit, from ``random_state`` (int, RandomState or None)."""
+        if isinstance(self.random_state, (int, np.integer)):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(2**31))
 
     def _new_head(self, module: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int) -> nn.Linear:
         """Train a task head for ``module`` on its frozen features (computed once)."""
