@@ -108,7 +108,8 @@ def prototype_similarities(query_protos, task_protos) -> np.ndarray:
     if widths != {query.shape[1]}:
         raise ValueError(f"prototypes must share one feature dimension; the query has {query.shape[1]}, "
                          f"the tasks {sorted(widths)}")
-    cosine = query @ np.concatenate(tasks).T
+    # clip: norms of tiny rows lose precision (squares underflow), cosines are bounded by definition
+    cosine = np.clip(query @ np.concatenate(tasks).T, -1.0, 1.0)
     blocks = np.split(cosine, np.cumsum([len(p) for p in tasks])[:-1], axis=1)
     return np.array([_matched_mean(block) for block in blocks])
 
