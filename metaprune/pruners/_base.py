@@ -77,7 +77,15 @@ class BasePruner(ClassifierMixin, BaseEstimator):
                                device=self.device)
 
     def _forward_flops(self, module, X) -> int:
-        return count_flops(module, X.shape[1:])
+        """FLOPs of one forward pass, counted once per architecture within a ``fit``.
+
+        The count depends only on the parameter shapes, so the head, recalibration and
+        final accounting of the same (sub-)network share one count.
+        """
+        key = (tuple(X.shape[1:]), tuple(tuple(p.shape) for p in module.parameters()))
+        if key not in self._flops_cache:
+            self._flops_cache[key] = count_flops(module, X.shape[1:])
+        return self._flops_cache[key]
 
     def _prepared_backbone(self) -> nn.Module:
         module = copy.deepcopy(self._backbone()).to(self.device)
@@ -180,6 +188,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         X, y, classes = self._validate_fit_input(X, y)
         self._seed_ = self._seed()
         self.train_flops_ = 0
+        self._flops_cache = {}
         self.backbone_fingerprint_ = fingerprint(self._backbone())
         space = FilterSpace.from_model(self._backbone())
         return X, y, classes, space
