@@ -105,6 +105,9 @@ class IterativeFilterPruner(BasePruner):
     history_ : list of dict
         Per-iteration ``iteration``, ``phase`` ("prune"/"finetune"), ``loss``, ``lr`` and
         ``n_kept`` (channels per group during that iteration).
+    pruning_path_ : list of (int, Selection)
+        The iteration and resulting selection of every pruning event, in order (the last
+        one is ``selection_``).
     filter_space_ : FilterSpace
         The backbone's channel groups.
 
@@ -185,7 +188,7 @@ class IterativeFilterPruner(BasePruner):
             raise ValueError(f"surgery must be 'physical' or 'mask', got {self.surgery!r}")
         masked = self.surgery == "mask"
         state = {"selection": Selection.full(space), "hooks": []}
-        kept_log = []
+        kept_log, path = [], []
 
         def before_step(net, j):
             changed = False
@@ -209,6 +212,7 @@ class IterativeFilterPruner(BasePruner):
                         shrink_(net.module_, space, current, target)
                     net.initialize_optimizer()
                     state["selection"] = target
+                    path.append((j, target))
                     changed = True
             kept_log.append(state["selection"].n_kept)
             return changed
@@ -223,4 +227,5 @@ class IterativeFilterPruner(BasePruner):
         for record, kept in zip(records, kept_log):
             record["phase"] = "prune" if record["iteration"] < self.n_iterations else "finetune"
             record["n_kept"] = kept
+        self.pruning_path_ = path
         return self._finish(net, state["selection"], space, X, classes, records, start)
