@@ -1,8 +1,20 @@
 """The ``metaprune`` command line.
 
-Sub-commands: ``demo`` (the README's main job on scikit-learn's digits) and ``inspect``
-(what a bank file or a saved pruned network holds). Errors print one line and exit with
-status 2.
+Sub-commands:
+
+- ``demo``: the README's main job on scikit-learn's digits;
+- ``pretrain``: pre-train a backbone (SimCLR, SimSiam or supervised) to a file, resumably;
+- ``build-bank``: prune training tasks (sampled from a data set, or from a task file) into a
+  bank file with IFP, resumably and in parallel;
+- ``prune``: prune a new task (MVP from a bank, IFP or uniform from a backbone) to a file;
+- ``evaluate``: accuracy of a pruned network on images;
+- ``export``: a pruned network as TorchScript or ONNX;
+- ``inspect``: what a bank, pruned network or backbone file holds.
+
+Every sub-command has ``--help``. Long work shows progress bars on stderr (``--quiet`` turns
+them off). Errors print one line ``metaprune <command>: error: ...`` on stderr and exit with
+status 2. The work itself is done by :mod:`metaprune._cli_jobs`, the data arguments are read
+by :mod:`metaprune._cli_data`.
 """
 
 from __future__ import annotations
@@ -12,15 +24,29 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _data_args(args):
+    from ._cli_data import load_data
+
+    return load_data(args.data, split=args.split, image_size=args.image_size)
+
+
+# ------------------------------------------------------------------------------------------- handlers
 def _demo(args) -> int:
     from .demo import DemoConfig, format_table, run_demo, save_plot
 
     cfg = DemoConfig(width=args.width, n_bank_tasks=args.bank_tasks, n_test_tasks=args.test_tasks,
                      pretrain_epochs=args.pretrain_epochs, random_state=args.seed)
-    result = run_demo(cfg)
+    result = run_demo(cfg, log=(lambda *a, **k: None) if args.quiet else print)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=float))
@@ -33,76 +59,305 @@ def _demo(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    from ._cli_jobs import pretrain_backbone
+
+    if args.resume and args.checkpoint is None:
+        raise ValueError("--resume needs --checkpoint")
+    result = pretrain_backbone(
+        _data_args(args), args.out, method=args.method, width=args.width, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, checkpoint=args.checkpoint,
+        resume=args.resume, data_name=args.data, device=args.device, random_state=args.seed,
+        verbose=0 if args.quiet else 1)
+    resumed = " (resumed from the checkpoint)" if result["resumed"] else ""
+    print(f"backbone {result['out']}: {result['n_params']} parameters, {result['method']} for {result['epochs']} "
+          f"epochs on {result['n_images']} images{resumed}, final loss {result['final_loss']:.4f}, "
+          f"{result['fit_time_s']:.1f} s")
+    return 0
+
+
+def _build_bank(args) -> int:
+    from ._cli_jobs import build_bank
+
+    result = build_bank(
+        args.backbone, _data_args(args), args.bank, tasks_file=args.tasks, n_tasks=args.n_tasks, n_way=args.n_way,
+        n_test_per_class=args.n_test_per_class, n_train_per_class=args.n_train_per_class, random_state=args.seed,
+        write_tasks_to=args.write_tasks, data_name=args.data, n_jobs=args.n_jobs, pruning_ratio=args.pruning_ratio,
+        n_iterations=args.iterations, prune_every=args.prune_every, lr=args.lr, batch_size=args.batch_size,
+        device=args.device, progress=not args.quiet)
+    print(f"bank {result['bank']}: {result['added']} task(s) pruned and added, {result['already_stored']} already "
+          f"stored; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
+    return 0
+
+
+_METHOD_ONLY = {"bank": ("--bank", "mvp"), "n_neighbors": ("--n-neighbors", "mvp"),
+                "similarity": ("--similarity", "mvp"), "prune_every": ("--prune-every", "ifp")}
+
+
+def _prune(args) -> int:
+    from ._cli_data import select_classes
+    from ._cli_jobs import prune_task
+
+    for name, (option, method) in _METHOD_ONLY.items():
+        if getattr(args, name) is not None and args.method != method:
+            raise ValueError(f"{option} applies to --method {method} only")
+    data = select_classes(_data_args(args), args.classes)
+    result = prune_task(
+        args.method, data, args.out, bank_path=args.bank, backbone_path=args.backbone, data_name=args.data,
+        n_neighbors=args.n_neighbors, similarity=args.similarity or "classes", n_iterations=args.iterations,
+        pruning_ratio=args.pruning_ratio, prune_every=args.prune_every, lr=args.lr, batch_size=args.batch_size,
+        test_fraction=args.test_fraction, device=args.device, random_state=args.seed,
+        verbose=0 if args.quiet else 1)
+    names = ", ".join(result["class_names"])
+    print(f"pruned network {result['out']}: {result['method']}, classes {result['classes']} ({names}), "
+          f"{result['n_train']} training images, {result['n_iter']} iterations, {result['fit_time_s']:.1f} s")
+    print(f"parameters {result['n_params']} ({result['n_params'] / result['dense_params']:.1%} of the backbone's "
+          f"{result['dense_params']}), FLOPs/image {result['flops']} ({result['flops'] / result['dense_flops']:.1%} "
+          f"of {result['dense_flops']})")
+    if "neighbors" in result:
+        print("voting bank tasks: " + ", ".join(result["neighbors"]))
+    if result["test_accuracy"] is not None:
+        print(f"held-out accuracy {result['test_accuracy']:.4f} on {result['n_test']} images")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from ._cli_jobs import evaluate_pruned
+
+    report = evaluate_pruned(args.model, _data_args(args), classes=args.classes, held_out=args.held_out,
+                             device=args.device)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    part = "held-out images" if args.held_out else "images"
+    print(f"accuracy {report['accuracy']:.4f} on {report['n_images']} {part} ({report['model']}, "
+          f"normalisation {report['normalisation']})")
+    for name, row in report["per_class"].items():
+        print(f"  {name}: {row['accuracy']:.4f} ({row['n_images']} images)")
+    print(f"parameters {report['n_params']}, FLOPs/image {report['flops']}")
+    return 0
+
+
+def _export(args) -> int:
+    from ._cli_jobs import export_pruned
+
+    result = export_pruned(args.model, args.out, fmt=args.format)
+    print(f"exported {args.model} as {result['format']} to {result['out']} ({result['bytes']} bytes)")
+    return 0
+
+
 def _inspect(args) -> int:
-    from ._files import safetensors_format
+    from ._cli_jobs import describe_file
 
-    path = Path(args.path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    with path.open("rb") as f:
-        head = f.read(16)
-    if head.startswith(b"SQLite format 3"):
-        from .bank import PrunedModelBank
+    print("\n".join(describe_file(args.path, limit=args.limit)))
+    return 0
 
-        bank = PrunedModelBank.open(path, read_only=True)
-        print(f"bank {path}: {len(bank)} tasks, labels {bank.label_kind}, backbone {bank.fingerprint[:12]}")
-        print("groups: " + ", ".join(f"{g.name}={g.size}" for g in bank.filter_space))
-        for task_id in bank.task_ids:
-            record = bank.record(task_id)
-            kept = sum(len(v) for v in record.selection.values())
-            print(f"  {task_id}: classes {list(record.classes)}, {kept} channels kept, metrics "
-                  + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.metrics.items()}))
-        return 0
-    fmt = safetensors_format(path)
-    if fmt == "metaprune.pruned":
-        from .complexity import count_flops, count_parameters
-        from .io import load_pruned
 
-        model = load_pruned(path)
-        print(f"pruned network {path}: classes {model.classes_.tolist()}, input {model.input_shape}")
-        print(f"parameters {count_parameters(model.module)}, FLOPs/image {count_flops(model.module, model.input_shape)}")
-        print("kept channels: " + ", ".join(f"{g}={len(v)}" for g, v in model.selection.items()))
-        return 0
-    if fmt == "metaprune.backbone":
-        from .complexity import count_parameters
-        from .filter_space import FilterSpace
-        from .models import backbone_metadata, load_backbone
+# --------------------------------------------------------------------------------------------- parser
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
-        net = load_backbone(path)
-        print(f"backbone {path}: {count_parameters(net)} parameters")
-        print("groups: " + ", ".join(f"{g.name}={g.size}" for g in FilterSpace.from_model(net)))
-        print("metadata: " + json.dumps(backbone_metadata(path)))
-        return 0
-    raise ValueError(f"{path} is not a metaprune bank, pruned network or backbone file")
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _ratio(text):
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"), (_ratio, "float"),
+                  (_fraction, "float")):
+    _f.__name__ = _name  # argparse names the type in its "invalid <type> value: ..." messages
+
+
+def _common_parents():
+    from ._cli_data import DATA_HELP
+
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data", required=True, help=DATA_HELP)
+    data.add_argument("--split", choices=("train", "test"), default="train",
+                      help="split of cifar100 / fashion-mnist (default: train)")
+    data.add_argument("--image-size", type=_positive_int, default=None,
+                      help="resize image-folder images to this many pixels square")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    seed = argparse.ArgumentParser(add_help=False)
+    seed.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    return quiet, data, device, seed
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metaprune", description="Meta-Vote Pruning of pre-trained ResNets.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``metaprune`` argument parser, one sub-parser per sub-command."""
+    parser = _Parser(prog="metaprune", description="Meta-Vote Pruning of pre-trained ResNets.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quiet, data, device, seed = _common_parents()
 
-    demo = sub.add_parser("demo", help="pre-train, build a bank and compare MVP / IFP / uniform on digits",
+    demo = sub.add_parser("demo", parents=[quiet],
+                          help="pre-train, build a bank and compare MVP / IFP / uniform on digits",
                           description="End-to-end demo on scikit-learn's digits (no download).")
-    demo.add_argument("--out", default="metaprune-demo", help="folder for the results and plot")
-    demo.add_argument("--width", type=int, default=8, help="backbone width (first stage channels)")
-    demo.add_argument("--bank-tasks", type=int, default=16, help="training tasks pruned into the bank")
-    demo.add_argument("--test-tasks", type=int, default=3, help="new tasks to compare the methods on")
-    demo.add_argument("--pretrain-epochs", type=int, default=30, help="SimCLR epochs of the backbone")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the whole run")
+    demo.add_argument("--out", default="metaprune-demo", help="folder for the results and plot (default: %(default)s)")
+    demo.add_argument("--width", type=_positive_int, default=8, help="backbone width, first stage channels (default: %(default)s)")
+    demo.add_argument("--bank-tasks", type=_positive_int, default=16, help="training tasks pruned into the bank (default: %(default)s)")
+    demo.add_argument("--test-tasks", type=_positive_int, default=3, help="new tasks to compare the methods on (default: %(default)s)")
+    demo.add_argument("--pretrain-epochs", type=_positive_int, default=30, help="SimCLR epochs of the backbone (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the whole run (default: %(default)s)")
     demo.set_defaults(func=_demo)
 
-    inspect = sub.add_parser("inspect", help="show what a bank, pruned network or backbone file holds")
+    pretrain = sub.add_parser(
+        "pretrain", parents=[quiet, data, device, seed],
+        help="pre-train a CIFAR ResNet-18 backbone (SimCLR, SimSiam or supervised) to a file",
+        description="Pre-train a CIFAR-style ResNet-18 on a data set's images and save it as a backbone file. "
+                    "The normalisation statistics of the images are stored in the file and used by build-bank "
+                    "and prune. With --checkpoint the run is resumable (--resume).")
+    pretrain.add_argument("--out", required=True, help="backbone file to write (.safetensors)")
+    pretrain.add_argument("--method", choices=("simclr", "simsiam", "supervised"), default="simclr",
+                          help="objective; supervised uses the labels (default: %(default)s)")
+    pretrain.add_argument("--width", type=_positive_int, default=8, help="channels of the first stage (default: %(default)s)")
+    pretrain.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
+    pretrain.add_argument("--batch-size", type=_positive_int, default=256, help="images per step (default: %(default)s)")
+    pretrain.add_argument("--lr", type=_positive_float, default=None,
+                          help="base learning rate (default: 0.06 self-supervised, 0.1 supervised)")
+    pretrain.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs (default: %(default)s)")
+    pretrain.add_argument("--checkpoint", default=None, help="resumable checkpoint file, written every epoch")
+    pretrain.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    pretrain.set_defaults(func=_pretrain)
+
+    bank = sub.add_parser(
+        "build-bank", parents=[quiet, data, device, seed],
+        help="prune training tasks with IFP into a bank file (resumable, parallel)",
+        description="Prune many training tasks with iterative filter pruning into a bank file. Tasks come from "
+                    "a task file (--tasks) or are sampled from the data (--n-tasks, same seed = same tasks). "
+                    "Tasks already in the bank are skipped: re-running an interrupted build finishes it, a "
+                    "larger --n-tasks extends it.")
+    bank.add_argument("--backbone", required=True, help="backbone file (from metaprune pretrain)")
+    bank.add_argument("--bank", required=True, help="bank file to create or complete (.sqlite)")
+    source = bank.add_mutually_exclusive_group(required=True)
+    source.add_argument("--n-tasks", type=_positive_int, help="number of tasks to sample")
+    source.add_argument("--tasks", help="JSON task file (as written by --write-tasks)")
+    bank.add_argument("--n-way", type=_positive_int, default=5, help="classes per sampled task (default: %(default)s)")
+    bank.add_argument("--n-test-per-class", type=_non_negative_int, default=100,
+                      help="held-out images per class, for each task's test accuracy (default: %(default)s)")
+    bank.add_argument("--n-train-per-class", type=_positive_int, default=None,
+                      help="training images per class of a task (default: all the rest)")
+    bank.add_argument("--write-tasks", default=None, help="write the task list to this JSON file")
+    bank.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (joblib; -1: all cores)")
+    bank.add_argument("--pruning-ratio", type=_ratio, default=0.9, help="fraction of channels removed (default: %(default)s)")
+    bank.add_argument("--iterations", type=_positive_int, default=200, help="IFP iterations per task (default: %(default)s)")
+    bank.add_argument("--prune-every", type=_positive_int, default=None,
+                      help="iterations between pruning events (default: 30%% of --iterations)")
+    bank.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate (default: %(default)s)")
+    bank.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default: %(default)s)")
+    bank.set_defaults(func=_build_bank)
+
+    prune = sub.add_parser(
+        "prune", parents=[quiet, data, device, seed],
+        help="prune a new task (MVP, IFP or uniform) to a pruned network file",
+        description="Prune the backbone for one new task: the images of --data (or of its --classes). MVP "
+                    "votes with the most similar tasks of --bank; IFP and uniform start from --backbone. "
+                    "Prints the sizes and, with --test-fraction, the held-out accuracy.")
+    prune.add_argument("--method", choices=("mvp", "ifp", "uniform"), required=True, help="pruning method")
+    prune.add_argument("--out", required=True, help="pruned network file to write (.safetensors)")
+    prune.add_argument("--classes", default=None,
+                       help="comma-separated class names or ids of the task, e.g. 3,7,9 (default: all)")
+    prune.add_argument("--bank", default=None, help="bank file (mvp)")
+    prune.add_argument("--backbone", default=None,
+                       help="backbone file (ifp, uniform; for mvp optional: its normalisation statistics)")
+    prune.add_argument("--n-neighbors", type=_positive_int, default=None,
+                       help="voting bank tasks (mvp; default: min(10, bank size))")
+    prune.add_argument("--similarity", choices=("classes", "prototypes"), default=None,
+                       help="task similarity for mvp: shared classes or prototypes (default: classes)")
+    prune.add_argument("--iterations", type=_non_negative_int, default=None,
+                       help="SGD iterations (default: 100, ifp 200)")
+    prune.add_argument("--pruning-ratio", type=_ratio, default=None,
+                       help="fraction of channels removed (default: 0.9; mvp: that of its neighbours)")
+    prune.add_argument("--prune-every", type=_positive_int, default=None,
+                       help="iterations between pruning events (ifp; default: 30%% of --iterations)")
+    prune.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: 3e-4, ifp 1e-4)")
+    prune.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default: %(default)s)")
+    prune.add_argument("--test-fraction", type=_fraction, default=0.0,
+                       help="fraction of each class held out and scored (default: %(default)s, none)")
+    prune.set_defaults(func=_prune)
+
+    evaluate = sub.add_parser(
+        "evaluate", parents=[quiet, data, device],
+        help="accuracy of a pruned network on images",
+        description="Score a pruned network on the images of its classes in --data, normalised as when it was "
+                    "pruned. Prints the accuracy and the accuracy per class.")
+    evaluate.add_argument("model", help="pruned network file (from metaprune prune)")
+    evaluate.add_argument("--classes", default=None, help="score only these classes (names or ids)")
+    evaluate.add_argument("--held-out", action="store_true",
+                          help="score only the images prune --test-fraction held out (same --data)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    evaluate.set_defaults(func=_evaluate)
+
+    export = sub.add_parser("export", parents=[quiet],
+                            help="export a pruned network as TorchScript or ONNX",
+                            description="Write a pruned network as a TorchScript or ONNX file for deployment.")
+    export.add_argument("model", help="pruned network file (from metaprune prune)")
+    export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript", help="output format (default: %(default)s)")
+    export.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
+    export.set_defaults(func=_export)
+
+    inspect = sub.add_parser("inspect", parents=[quiet],
+                             help="show what a bank, pruned network or backbone file holds",
+                             description="Show a file's contents: a bank's tasks, classes, kept channels, sizes "
+                                         "and FLOPs; a pruned network's classes, sizes, FLOPs and metadata; a "
+                                         "backbone's groups and metadata.")
     inspect.add_argument("path", help="a .sqlite bank, or a .safetensors pruned network / backbone")
+    inspect.add_argument("--limit", type=_non_negative_int, default=20, help="bank tasks listed, 0 for all (default: %(default)s)")
     inspect.set_defaults(func=_inspect)
     return parser
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``metaprune`` console script."""
+    """Entry point of the ``metaprune`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on a usage or input error (one line on stderr), 130
+        when interrupted.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"metaprune {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"metaprune {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError) as exc:  # FileNotFoundError is an OSError
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"metaprune {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,392 @@
+"""Data arguments of the command line: data set specifications, class choices, normalisation, task files.
+
+A *data set specification* is the text a user gives to ``--data``:
+
+- ``digits``: scikit-learn's 8x8 digits (embedded, no file; one channel);
+- ``cifar100`` or ``cifar100:PATH``: CIFAR-100 from an ``.npz`` file or a ``cifar-100-python``
+  folder (default: :func:`metaprune.datasets.default_cifar100_path`);
+- ``fashion-mnist`` or ``fashion-mnist:DIR``: Fashion-MNIST's IDX files (default
+  :data:`metaprune.datasets.FASHION_MNIST_DIR`);
+- a folder: an ImageFolder tree ``root/class_name/*.png`` (RGB; ``image_size`` resizes);
+- a file ``*.npz`` with the arrays ``images`` (N, H, W) or (N, H, W, C), ``uint8`` 0..255,
+  integers 0..255 or floats in [0, 1], and ``labels`` (N,) (non-negative integer class ids,
+  or strings), optionally ``class_names``.
+
+Normalisation: a network is trained on images normalised with per-channel statistics
+``(mean, std)`` (pixel values scaled to [0, 1]). ``metaprune pretrain`` computes them on its
+training images and stores them in the backbone's metadata; ``metaprune prune`` stores those it
+used in the pruned network's metadata, and ``metaprune evaluate`` reuses them.
+:func:`stored_normalisation` reads them back; :func:`preprocess` applies them, or computes them
+on the given images when there are none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import (ImageDataset, default_cifar100_path, load_cifar100, load_digits_images,
+                       load_fashion_mnist, load_image_folder, _read_npz)
+from .preprocessing import ImageToTensor
+from .tasks import Task
+
+__all__ = ["DATA_HELP", "load_data", "load_npz_images", "parse_classes", "select_classes",
+           "stored_normalisation", "preprocess", "holdout_split", "read_tasks", "write_tasks",
+           "accuracy_report"]
+
+DATA_HELP = ("data set: 'digits', 'cifar100[:PATH]', 'fashion-mnist[:DIR]', an image folder "
+             "(root/class/*.png) or an .npz file with arrays 'images' (N,H,W[,C]) and 'labels' (N,)")
+"""Help text of a ``--data`` option."""
+
+
+def load_data(spec, split="train", image_size=None) -> ImageDataset:
+    """Load the data set named by a ``--data`` specification (see the module docstring).
+
+    Parameters
+    ----------
+    spec : str
+        ``digits``, ``cifar100[:PATH]``, ``fashion-mnist[:DIR]``, an image folder or an
+        ``.npz`` file.
+    split : {"train", "test"}, default="train"
+        Split of CIFAR-100 and Fashion-MNIST; the other sources have one split only, and
+        asking them for ``"test"`` is an error.
+    image_size : int, optional
+        Resize the images of an image folder to ``image_size`` x ``image_size`` (needed when
+        they differ in size). Not available for the other sources.
+
+    Returns
+    -------
+    ImageDataset
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``spec`` names neither a known data set nor an existing file or folder.
+    ValueError
+        If the source is unreadable or the options do not apply to it.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError("the data set specification is empty")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    name, _, location = spec.partition(":")
+    if name in ("cifar100", "fashion-mnist", "digits"):
+        if image_size is not None:
+            raise ValueError(f"--image-size applies to image folders only, not to {name}")
+        if name == "digits":
+            if location:
+                raise ValueError("'digits' takes no path (scikit-learn embeds the data)")
+            _single_split(split, "digits")
+            return load_digits_images()
+        if name == "fashion-mnist":
+            return load_fashion_mnist(Path(location) if location else None, split=split)
+        path = Path(location).expanduser() if location else default_cifar100_path()
+        if path is None:
+            raise FileNotFoundError("no CIFAR-100 copy found: give cifar100:PATH (an .npz file or a "
+                                    "cifar-100-python folder) or set METAPRUNE_CIFAR100")
+        if path.is_file() and split == "test" and path.name == "train.npz":
+            path = path.parent  # the shared layout keeps test.npz next to train.npz
+        return load_cifar100(path, split=split)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        _single_split(split, "an image folder")
+        return load_image_folder(path, image_size=image_size)
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise ValueError(f"{path} is neither a folder nor an .npz file; {DATA_HELP}")
+        if image_size is not None:
+            raise ValueError("--image-size applies to image folders only, not to .npz files")
+        _single_split(split, "an .npz file")
+        return load_npz_images(path)
+    raise FileNotFoundError(f"no such data set, file or folder: {spec!r} ({DATA_HELP})")
+
+
+def _single_split(split, what):
+    if split != "train":
+        raise ValueError(f"{what} has a single split; --split test applies to cifar100 and fashion-mnist")
+
+
+def load_npz_images(path) -> ImageDataset:
+    """Read images and labels from an ``.npz`` file (no pickle).
+
+    Parameters
+    ----------
+    path : str or path-like
+        File with the arrays ``images`` -- shape (N, H, W) or (N, H, W, C), dtype ``uint8``
+        (0..255), another integer type with values 0..255, or float with values in [0, 1]
+        (quantised to ``uint8``) -- and ``labels`` (N,): non-negative integer class ids, or
+        strings (class ids then follow the sorted distinct strings). An optional array
+        ``class_names`` names the integer ids.
+
+    Returns
+    -------
+    ImageDataset
+        With integer labels kept as they are (so class 7 stays class 7) and class names
+        ``class_names`` or ``"0"``, ``"1"``, ... up to the largest label.
+
+    Raises
+    ------
+    ValueError
+        If an array is missing, of the wrong shape or type, or out of range.
+    """
+    arrays = _read_npz(path, required=("images", "labels"), optional=("class_names",))
+    images, labels = np.asarray(arrays["images"]), np.asarray(arrays["labels"])
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C), got {images.shape}")
+    if images.shape[-1] not in (1, 3, 4) and images.shape[1] in (1, 3):
+        raise ValueError(f"{path}: 'images' of shape {images.shape} look channels-first; store them as "
+                         f"(N, H, W, C)")
+    if len(labels) != len(images) or labels.ndim != 1:
+        raise ValueError(f"{path}: 'labels' must have shape ({len(images)},), got {labels.shape}")
+    if np.issubdtype(images.dtype, np.floating):
+        if images.size and (not np.isfinite(images).all() or images.min() < 0 or images.max() > 1):
+            raise ValueError(f"{path}: float 'images' must hold values in [0, 1]")
+        images = np.rint(images * 255.0).astype(np.uint8)
+    elif np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8:
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise ValueError(f"{path}: integer 'images' must hold values in 0..255")
+        images = images.astype(np.uint8)
+    elif images.dtype != np.uint8:
+        raise ValueError(f"{path}: 'images' must be uint8, integers 0..255 or floats in [0, 1], "
+                         f"got dtype {images.dtype}")
+    if labels.dtype.kind in "US":
+        names, labels = np.unique(labels.astype(str), return_inverse=True)
+        class_names = tuple(str(n) for n in names)
+    elif np.issubdtype(labels.dtype, np.integer):
+        if labels.size and labels.min() < 0:
+            raise ValueError(f"{path}: integer 'labels' must be non-negative, got {labels.min()}")
+        if "class_names" in arrays:
+            class_names = tuple(str(n) for n in np.asarray(arrays["class_names"]).ravel())
+        else:
+            class_names = tuple(str(c) for c in range(int(labels.max()) + 1 if labels.size else 1))
+    else:
+        raise ValueError(f"{path}: 'labels' must be integers or strings, got dtype {labels.dtype}")
+    try:
+        return ImageDataset(np.ascontiguousarray(images), labels, class_names)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def parse_classes(text, class_names) -> list:
+    """Turn a ``--classes`` argument into sorted class ids.
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated class names or ids, e.g. ``"3,7,9"`` or ``"cat,dog"``. A token
+        equal to a class name means that class; otherwise an integer token is a class id.
+    class_names : sequence of str
+        The data set's class names (index = class id).
+
+    Returns
+    -------
+    list of int
+        Distinct class ids, sorted.
+
+    Raises
+    ------
+    ValueError
+        If a token is neither a class name nor a valid id, or no class is given.
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    ids = set()
+    for token in (t.strip() for t in str(text).split(",")):
+        if not token:
+            continue
+        if token in index:
+            ids.add(index[token])
+        elif token.lstrip("-").isdigit() and 0 <= int(token) < len(class_names):
+            ids.add(int(token))
+        else:
+            preview = ", ".join(list(class_names)[:5]) + (", ..." if len(class_names) > 5 else "")
+            raise ValueError(f"unknown class {token!r}: the data has class ids 0..{len(class_names) - 1} "
+                             f"named {preview}")
+    if not ids:
+        raise ValueError(f"no class given in {text!r}")
+    return sorted(ids)
+
+
+def select_classes(data, classes) -> ImageDataset:
+    """The images of some classes (all of them when ``classes`` is None).
+
+    Parameters
+    ----------
+    data : ImageDataset
+    classes : str, sequence of int, or None
+        A ``--classes`` text (see :func:`parse_classes`) or class ids.
+
+    Returns
+    -------
+    ImageDataset
+        The selected images, in data set order, with global labels.
+
+    Raises
+    ------
+    ValueError
+        If a class has no image in ``data``.
+    """
+    if classes is None:
+        return data
+    ids = parse_classes(classes, data.class_names) if isinstance(classes, str) else sorted(int(c) for c in classes)
+    present = set(np.unique(data.labels).tolist())
+    empty = [c for c in ids if c not in present]
+    if empty:
+        raise ValueError(f"the data has no images of class(es) {empty}")
+    return data.subset(np.isin(data.labels, ids))
+
+
+def stored_normalisation(metadata):
+    """The normalisation statistics recorded in a backbone's or pruned network's metadata.
+
+    Parameters
+    ----------
+    metadata : dict
+        Metadata of a backbone (:func:`metaprune.models.backbone_metadata`) or of a pruned
+        network (:attr:`metaprune.io.PrunedModel.metadata`). ``mean`` and ``std`` are read at
+        the top level, then under ``params`` (the pre-trainer's parameters, as in the shipped
+        checkpoints).
+
+    Returns
+    -------
+    tuple of (list of float, list of float) or None
+        ``(mean, std)``, or None when the metadata has none.
+    """
+    for source in (metadata, (metadata or {}).get("params")):
+        if isinstance(source, dict) and source.get("mean") is not None and source.get("std") is not None:
+            return [float(v) for v in np.ravel(source["mean"])], [float(v) for v in np.ravel(source["std"])]
+    return None
+
+
+def preprocess(images, normalisation=None):
+    """Scale and normalise ``uint8`` NHWC images to float32 NCHW.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, H, W, C)
+    normalisation : (mean, std), optional
+        Per-channel statistics (values scaled to [0, 1]); None computes them on ``images``.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, C, H, W)
+    normalisation : (list of float, list of float)
+        The statistics used.
+    """
+    mean, std = ("auto", "auto") if normalisation is None else normalisation
+    transformer = ImageToTensor(mean=mean, std=std).fit(images[:1] if normalisation else images)
+    return transformer.transform(images), (transformer.mean_.tolist(), transformer.std_.tolist())
+
+
+def holdout_split(labels, test_fraction, random_state=0):
+    """Stratified split of a task's images into training and held-out positions.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n,)
+    test_fraction : float
+        Fraction of every class held out, in [0, 1); 0 holds nothing out.
+    random_state : int, default=0
+
+    Returns
+    -------
+    train_index, test_index : ndarray of int
+        Sorted positions; the same arguments give the same split.
+
+    Raises
+    ------
+    ValueError
+        If ``test_fraction`` is out of range or leaves a class without a training or a
+        held-out image.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    positions = np.arange(len(labels))
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"the test fraction must be in [0, 1), got {test_fraction}")
+    if test_fraction == 0:
+        return positions, positions[:0]
+    _, counts = np.unique(labels, return_counts=True)
+    if counts.min() * test_fraction < 1 or counts.min() * (1 - test_fraction) < 1:
+        raise ValueError(f"a test fraction of {test_fraction} leaves a class of {counts.min()} images "
+                         f"without a training or held-out image")
+    train, test = train_test_split(positions, test_size=test_fraction, stratify=labels, random_state=random_state)
+    return np.sort(train), np.sort(test)
+
+
+def read_tasks(path) -> list:
+    """Read a task list written by :func:`write_tasks` (or a bare JSON list of task dicts).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    list of metaprune.tasks.Task
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not JSON or a task is malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no task file at {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON task list ({exc})") from None
+    items = data.get("tasks") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+        raise ValueError(f"{path} must hold a list of tasks (objects with task_id, classes, train_index, "
+                         f"test_index), or an object with such a list under 'tasks'")
+    try:
+        return [Task.from_dict(t) for t in items]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def write_tasks(path, tasks, **info) -> None:
+    """Write tasks as JSON: ``{**info, "tasks": [task.to_dict(), ...]}``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    tasks : iterable of metaprune.tasks.Task
+    **info
+        JSON-serialisable context stored next to the tasks (e.g. the data set).
+    """
+    Path(path).write_text(json.dumps({**info, "tasks": [t.to_dict() for t in tasks]}))
+
+
+def accuracy_report(y_true, y_pred, class_names=None) -> dict:
+    """Overall and per-class accuracy.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of int, shape (n,)
+        Global class ids.
+    class_names : sequence of str, optional
+        Names indexed by class id, used as the keys of ``per_class``.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (float), ``n_images`` (int) and ``per_class``: per true class (its name,
+        or its id as text), ``{"accuracy": float, "n_images": int}``.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    per_class = {}
+    for c in np.unique(y_true):
+        hit = y_true == c
+        name = class_names[int(c)] if class_names is not None else str(c)
+        per_class[name] = {"accuracy": float(np.mean(y_pred[hit] == c)), "n_images": int(hit.sum())}
+    accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+    return {"accuracy": accuracy, "n_images": int(len(y_true)), "per_class": per_class}
