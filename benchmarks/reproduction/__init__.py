@@ -1,0 +1,1 @@
+"""Reproduction of the paper's study and experiments (see ``benchmarks/reproduce.py``)."""

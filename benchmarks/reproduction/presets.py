@@ -1,0 +1,78 @@
+"""Presets of the reproduction: every hyperparameter of a run, in one frozen record.
+
+``smoke`` checks the plumbing in seconds (scikit-learn digits, random-init backbones);
+``cpu`` runs on real CIFAR-100 with the committed width-16 checkpoints within about two
+hours on 2 cores; ``paper`` uses the paper's sizes (full-width ResNet-18, 280 training +
+30 test tasks) and is meant for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+__all__ = ["Preset", "PRESETS", "get_preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes and hyperparameters of one reproduction run."""
+
+    name: str
+    dataset: str                      # "cifar100" or "digits"
+    backbone: str                     # checkpoint file name in metaprune/checkpoints, or "random"
+    supervised_backbone: str
+    width: int
+    n_way: int = 5
+    n_test_per_class: int = 100       # held-out images per class, never used for training or choices
+    n_test_tasks: int = 8
+    n_centred_tasks: int | None = None  # test tasks with bank tasks built around them (None: all)
+    shared: tuple = (1, 2, 3, 4)      # c: classes each neighbour shares with its test task
+    neighbors: tuple = (1, 5, 10)     # N
+    pruning_ratio: float = 0.9
+    batch_size: int = 128
+    head_epochs: int = 10
+    prune_every_fraction: float = 0.3  # h = 0.3 J: events at 0, 0.3 J, 0.6 J (paper: J=200, h=60)
+    bank_iterations: int = 100        # J of the bank's IFP runs
+    iterations: int = 100             # J of MVP and uniform; IFP runs multiples of it
+    ifp_multiples: tuple = (1, 5, 25)
+    ifp_multiples_limited: tuple = (1, 5)
+    limited_per_class: int = 100      # Group II training images per class
+    temperature: float = 0.025
+    # learning rates are chosen on validation tasks (carved from the training pools) from these grids
+    ifp_lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2)
+    oneshot_lr_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2)
+    n_validation_tasks: int = 3
+    n_validation_per_class: int = 80
+    tune_ifp_multiple: int = 5
+    study_iterations_multiple: int = 5  # the IFP run whose curve compares the two backbones
+    monitor_every: int = 25
+    n_jobs: int = 2
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    "smoke": Preset(
+        name="smoke", dataset="digits", backbone="random", supervised_backbone="random", width=2, n_way=3,
+        n_test_per_class=20, n_test_tasks=2, shared=(1, 2), neighbors=(1, 2), batch_size=32, head_epochs=2,
+        bank_iterations=4, iterations=4, ifp_multiples=(1, 2), ifp_multiples_limited=(1,), limited_per_class=40,
+        ifp_lr_grid=(1e-2,), oneshot_lr_grid=(1e-2, 3e-2), n_validation_tasks=1, n_validation_per_class=20,
+        tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5),
+    "cpu": Preset(
+        name="cpu", dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
+        supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16),
+    "paper": Preset(
+        name="paper", dataset="cifar100", backbone="paper_resnet18_simsiam.safetensors",
+        supervised_backbone="paper_resnet18_supervised.safetensors", width=64, n_test_tasks=30,
+        bank_iterations=200, iterations=200, ifp_lr_grid=(1e-4, 3e-4, 1e-3), oneshot_lr_grid=(3e-4, 1e-3),
+        n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """The preset ``name`` with fields replaced by ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
