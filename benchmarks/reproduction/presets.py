@@ -39,8 +39,9 @@ class Preset:
     limited_per_class: int = 100      # Group II training images per class
     temperature: float = 0.025
     # learning rates are chosen on validation tasks (carved from the training pools) from these grids
-    ifp_lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2)
-    oneshot_lr_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2)
+    ifp_lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+    ifp_limited_lr_grid: tuple | None = None  # Group II's IFP grid (None: ifp_lr_grid)
+    oneshot_lr_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     n_validation_tasks: int = 3
     n_validation_per_class: int = 80
     tune_ifp_multiple: int = 5
@@ -66,8 +67,9 @@ PRESETS = {
     "paper": Preset(
         name="paper", dataset="cifar100", backbone="paper_resnet18_simsiam.safetensors",
         supervised_backbone="paper_resnet18_supervised.safetensors", width=64, n_test_tasks=30,
-        bank_iterations=200, iterations=200, ifp_lr_grid=(1e-4, 3e-4, 1e-3), oneshot_lr_grid=(3e-4, 1e-3),
-        n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
+        # the paper's own hyperparameters (section 4): no tuning stage
+        bank_iterations=200, iterations=200, ifp_lr_grid=(1e-4,), ifp_limited_lr_grid=(1e-3,),
+        oneshot_lr_grid=(3e-4,), n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
 }
 
 

@@ -249,9 +249,10 @@ def _cell(cell_id, method, task, **params):
 def tuning_cells(preset, sampler, y) -> list:
     cells = []
     J = preset.iterations
-    for regime, per_class in (("full", None), ("limited", preset.limited_per_class)):
+    for regime, per_class, grid in (("full", None, preset.ifp_lr_grid),
+                                    ("limited", preset.limited_per_class, _limited_grid(preset))):
         for task in validation_tasks(preset, sampler, y, per_class):
-            for lr in preset.ifp_lr_grid if len(preset.ifp_lr_grid) > 1 else ():
+            for lr in grid if len(grid) > 1 else ():
                 cells.append(_cell(f"tune/ifp/{regime}/{task.task_id}/lr{lr:g}", "ifp", task, stage="tune",
                                    regime=regime, iterations=preset.tune_ifp_multiple * J, lr=lr))
             if regime == "full" and len(preset.oneshot_lr_grid) > 1:
@@ -259,6 +260,10 @@ def tuning_cells(preset, sampler, y) -> list:
                     cells.append(_cell(f"tune/uniform/{task.task_id}/lr{lr:g}", "uniform", task, stage="tune",
                                        regime=regime, iterations=J, lr=lr))
     return cells
+
+
+def _limited_grid(preset) -> tuple:
+    return preset.ifp_lr_grid if preset.ifp_limited_lr_grid is None else preset.ifp_limited_lr_grid
 
 
 def choose_learning_rates(preset, rows: dict) -> dict:
@@ -273,7 +278,7 @@ def choose_learning_rates(preset, rows: dict) -> dict:
         return max(grid, key=lambda lr: (means[lr], -grid.index(lr))), means
 
     ifp_full, m1 = best(preset.ifp_lr_grid, "tune/ifp/full/")
-    ifp_limited, m2 = best(preset.ifp_lr_grid, "tune/ifp/limited/")
+    ifp_limited, m2 = best(_limited_grid(preset), "tune/ifp/limited/")
     oneshot, m3 = best(preset.oneshot_lr_grid, "tune/uniform/")
     return {"ifp_full": ifp_full, "ifp_limited": ifp_limited, "oneshot": oneshot,
             "validation_accuracy": {"ifp_full": m1, "ifp_limited": m2, "oneshot": m3}}
