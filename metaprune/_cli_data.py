@@ -231,7 +231,10 @@ def select_classes(data, classes) -> ImageDataset:
     """
     if classes is None:
         return data
-    ids = parse_classes(classes, data.class_names) if isinstance(classes, str) else sorted(int(c) for c in classes)
+    if isinstance(classes, str):
+        ids = parse_classes(classes, data.class_names)
+    else:
+        ids = sorted(int(c) for c in classes)
     present = set(np.unique(data.labels).tolist())
     empty = [c for c in ids if c not in present]
     if empty:
@@ -314,7 +317,8 @@ def holdout_split(labels, test_fraction, random_state=0):
     if counts.min() * test_fraction < 1 or counts.min() * (1 - test_fraction) < 1:
         raise ValueError(f"a test fraction of {test_fraction} leaves a class of {counts.min()} images "
                          f"without a training or held-out image")
-    train, test = train_test_split(positions, test_size=test_fraction, stratify=labels, random_state=random_state)
+    train, test = train_test_split(positions, test_size=test_fraction, stratify=labels,
+                                   random_state=random_state)
     return np.sort(train), np.sort(test)
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from ._cli_data import (accuracy_report, holdout_split, preprocess, read_tasks, select_classes,
                         stored_normalisation, write_tasks)
 
-__all__ = ["pretrain_backbone", "build_bank", "prune_task", "evaluate_pruned", "export_pruned", "describe_file",
-           "default_prune_every"]
+__all__ = ["pretrain_backbone", "build_bank", "prune_task", "evaluate_pruned", "export_pruned",
+           "describe_file", "default_prune_every"]
 
 
 def _check_channels(network_channels, data, what):
@@ -86,9 +86,9 @@ def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_s
         raise FileExistsError(f"checkpoint {checkpoint} exists: pass --resume to continue it, or delete it")
     scaler = ImageToTensor().fit(data.images)
     mean, std = scaler.mean_.tolist(), scaler.std_.tolist()
-    params = dict(width=width, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, mean=mean, std=std,
-                  checkpoint_path=None if checkpoint is None else str(checkpoint), knn_every=0, device=device,
-                  random_state=random_state, verbose=verbose)
+    params = dict(width=width, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, mean=mean,
+                  std=std, checkpoint_path=None if checkpoint is None else str(checkpoint), knn_every=0,
+                  device=device, random_state=random_state, verbose=verbose)
     if lr is not None:
         params["lr"] = lr
     if method == "supervised":
@@ -98,9 +98,10 @@ def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_s
     start = time.perf_counter()
     estimator.fit(data.images, data.labels if method == "supervised" else None)
     metadata = {"made_by": "metaprune pretrain", "method": method, "epochs": epochs, "width": width,
-                "batch_size": batch_size, "lr": estimator.lr, "warmup_epochs": warmup_epochs, "seed": random_state,
-                "data": data_name, "n_images": len(data), "image_shape": list(data.image_shape), "mean": mean,
-                "std": std, "history": [{"epoch": h["epoch"], "loss": h["loss"]} for h in estimator.history_]}
+                "batch_size": batch_size, "lr": estimator.lr, "warmup_epochs": warmup_epochs,
+                "seed": random_state, "data": data_name, "n_images": len(data),
+                "image_shape": list(data.image_shape), "mean": mean, "std": std,
+                "history": [{"epoch": h["epoch"], "loss": h["loss"]} for h in estimator.history_]}
     if method == "supervised":
         metadata["classes"] = [int(c) for c in estimator.classes_]
         metadata["class_names"] = [data.class_names[int(c)] for c in estimator.classes_]
@@ -116,10 +117,10 @@ def default_prune_every(n_iterations) -> int:
     return max(1, int(round(0.3 * n_iterations)))
 
 
-def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None, n_way=5, n_test_per_class=100,
-               n_train_per_class=None, random_state=0, write_tasks_to=None, data_name="", n_jobs=None,
-               pruning_ratio=0.9, n_iterations=200, prune_every=None, lr=1e-4, batch_size=128, device="cpu",
-               progress=True) -> dict:
+def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None, n_way=5,
+               n_test_per_class=100, n_train_per_class=None, random_state=0, write_tasks_to=None,
+               data_name="", n_jobs=None, pruning_ratio=0.9, n_iterations=200, prune_every=None, lr=1e-4,
+               batch_size=128, device="cpu", progress=True) -> dict:
     """Prune training tasks with IFP into a bank file; tasks already stored are skipped.
 
     Parameters
@@ -266,8 +267,10 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         X, normalisation = preprocess(data.images, normalisation)
         y = data.labels
         train, test = holdout_split(y, test_fraction, random_state)
-        common = {"batch_size": batch_size, "device": device, "random_state": random_state, "verbose": verbose}
+        common = {"batch_size": batch_size, "device": device, "random_state": random_state,
+                  "verbose": verbose}
         common.update({k: v for k, v in (("lr", lr), ("n_iterations", n_iterations)) if v is not None})
+        ratio = {} if pruning_ratio is None else {"pruning_ratio": pruning_ratio}
         if method == "mvp":
             sim = SharedClassSimilarity() if similarity == "classes" else PrototypeSimilarity(device=device)
             estimator = MetaVotePruner(bank, n_neighbors=n_neighbors or min(10, len(bank)), similarity=sim,
@@ -275,12 +278,10 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         elif method == "ifp":
             iterations = n_iterations if n_iterations is not None else 200
             common["n_iterations"] = iterations
-            estimator = IterativeFilterPruner(backbone, prune_every=prune_every or default_prune_every(iterations),
-                                              **common, **({} if pruning_ratio is None
-                                                           else {"pruning_ratio": pruning_ratio}))
+            every = prune_every or default_prune_every(iterations)
+            estimator = IterativeFilterPruner(backbone, prune_every=every, **common, **ratio)
         else:
-            estimator = UniformPruner(backbone, **common, **({} if pruning_ratio is None
-                                                            else {"pruning_ratio": pruning_ratio}))
+            estimator = UniformPruner(backbone, **common, **ratio)
         estimator.fit(X[train], y[train])
         accuracy = float(estimator.score(X[test], y[test])) if len(test) else None
         classes = [int(c) for c in estimator.classes_]
@@ -295,7 +296,8 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         metadata = {"method": method, "data": data_name, "class_names": result["class_names"],
                     "mean": normalisation[0], "std": normalisation[1], "test_fraction": test_fraction,
                     "seed": random_state, "test_accuracy": accuracy, "n_train": result["n_train"],
-                    "n_test": result["n_test"], "source": str(bank_path if method == "mvp" else backbone_path)}
+                    "n_test": result["n_test"],
+                    "source": str(bank_path if method == "mvp" else backbone_path)}
         if method == "mvp":
             metadata["neighbors"] = result["neighbors"]
         estimator.save(_out_path(out), metadata=metadata)
@@ -340,15 +342,17 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
     if isinstance(stored_names, list) and len(stored_names) == len(model_classes):
         for c, name in zip(model_classes, stored_names):
             if data.class_names[c] != name:
-                raise ValueError(f"class {c} of the data is {data.class_names[c]!r} but the network's class {c} "
-                                 f"is {name!r}: is this the data it was pruned on?")
+                raise ValueError(f"class {c} of the data is {data.class_names[c]!r} but the network's class "
+                                 f"{c} is {name!r}: is this the data it was pruned on?")
     if classes is not None:
         if held_out:
-            raise ValueError("the held-out images are those of all the network's classes; leave out the classes")
+            raise ValueError("the held-out images are those of all the network's classes; leave out the "
+                             "classes")
         data = select_classes(data, classes)
         extra = sorted(set(np.unique(data.labels).tolist()) - set(model_classes))
         if extra:
-            raise ValueError(f"the network does not predict class(es) {extra}; its classes are {model_classes}")
+            raise ValueError(f"the network does not predict class(es) {extra}; its classes are "
+                             f"{model_classes}")
     else:
         keep = np.isin(data.labels, model_classes)
         if not keep.any():
@@ -357,7 +361,8 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
     if held_out:
         fraction = model.metadata.get("test_fraction")
         if not fraction:
-            raise ValueError(f"{model_path} was pruned without a held-out part (metaprune prune --test-fraction)")
+            raise ValueError(f"{model_path} was pruned without a held-out part (metaprune prune "
+                             f"--test-fraction)")
         _, test = holdout_split(data.labels, float(fraction), int(model.metadata.get("seed", 0)))
         data = data.subset(test)
     normalisation = stored_normalisation(model.metadata)
@@ -366,11 +371,12 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
                          f"{model.input_shape[0]}")
     X, _ = preprocess(data.images, normalisation)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
-        raise ValueError(f"the images have shape {tuple(X.shape[1:])} (C, H, W) but the network was pruned on "
-                         f"{tuple(model.input_shape)}")
+        raise ValueError(f"the images have shape {tuple(X.shape[1:])} (C, H, W) but the network was pruned "
+                         f"on {tuple(model.input_shape)}")
     predicted = model.predict(X)
     report = accuracy_report(data.labels, predicted, data.class_names)
-    report.update({"model": str(model_path), "classes": model_classes, "n_params": count_parameters(model.module),
+    report.update({"model": str(model_path), "classes": model_classes,
+                   "n_params": count_parameters(model.module),
                    "flops": count_flops(model.module, model.input_shape),
                    "normalisation": "computed" if normalisation is None else "stored"})
     return report
@@ -382,7 +388,8 @@ def _model_class_ids(model, data) -> list:
     if classes.dtype.kind in "iu":
         ids = [int(c) for c in classes]
         if max(ids) >= data.n_classes or min(ids) < 0:
-            raise ValueError(f"the network predicts class ids {ids} but the data has ids 0..{data.n_classes - 1}")
+            raise ValueError(f"the network predicts class ids {ids} but the data has ids "
+                             f"0..{data.n_classes - 1}")
         return ids
     index = {name: i for i, name in enumerate(data.class_names)}
     missing = [str(c) for c in classes if str(c) not in index]
@@ -467,8 +474,9 @@ def describe_file(path, limit=20) -> list:
                 kept = sum(len(v) for v in record.selection.values())
                 metrics = dict(record.metrics)
                 cost = (f"params {metrics.pop('n_params', '?')}, FLOPs/image {metrics.pop('flops', '?')}, ")
-                lines.append(f"  {task_id}: classes {record.classes.tolist()}, {kept} channels kept, {cost}metrics "
-                             + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
+                rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+                lines.append(f"  {task_id}: classes {record.classes.tolist()}, {kept} channels kept, {cost}"
+                             f"metrics {json.dumps(rounded)}")
             if len(shown) < len(ids):
                 lines.append(f"  ... and {len(ids) - len(shown)} more tasks (--limit 0 lists all)")
         return lines
@@ -477,8 +485,10 @@ def describe_file(path, limit=20) -> list:
         from .io import load_pruned
 
         model = load_pruned(path)
-        return [f"pruned network {path} ({size}): classes {model.classes_.tolist()}, input {model.input_shape}",
-                f"parameters {count_parameters(model.module)}, FLOPs/image {count_flops(model.module, model.input_shape)}",
+        flops = count_flops(model.module, model.input_shape)
+        return [f"pruned network {path} ({size}): classes {model.classes_.tolist()}, "
+                f"input {model.input_shape}",
+                f"parameters {count_parameters(model.module)}, FLOPs/image {flops}",
                 "kept channels: " + ", ".join(f"{g}={len(v)}" for g, v in model.selection.items()),
                 "metadata: " + json.dumps(model.metadata, default=str)]
     if fmt == "metaprune.backbone":

@@ -70,9 +70,9 @@ def _pretrain(args) -> int:
         resume=args.resume, data_name=args.data, device=args.device, random_state=args.seed,
         verbose=0 if args.quiet else 1)
     resumed = " (resumed from the checkpoint)" if result["resumed"] else ""
-    print(f"backbone {result['out']}: {result['n_params']} parameters, {result['method']} for {result['epochs']} "
-          f"epochs on {result['n_images']} images{resumed}, final loss {result['final_loss']:.4f}, "
-          f"{result['fit_time_s']:.1f} s")
+    print(f"backbone {result['out']}: {result['n_params']} parameters, {result['method']} for "
+          f"{result['epochs']} epochs on {result['n_images']} images{resumed}, final loss "
+          f"{result['final_loss']:.4f}, {result['fit_time_s']:.1f} s")
     return 0
 
 
@@ -80,13 +80,13 @@ def _build_bank(args) -> int:
     from ._cli_jobs import build_bank
 
     result = build_bank(
-        args.backbone, _data_args(args), args.bank, tasks_file=args.tasks, n_tasks=args.n_tasks, n_way=args.n_way,
-        n_test_per_class=args.n_test_per_class, n_train_per_class=args.n_train_per_class, random_state=args.seed,
-        write_tasks_to=args.write_tasks, data_name=args.data, n_jobs=args.n_jobs, pruning_ratio=args.pruning_ratio,
-        n_iterations=args.iterations, prune_every=args.prune_every, lr=args.lr, batch_size=args.batch_size,
-        device=args.device, progress=not args.quiet)
-    print(f"bank {result['bank']}: {result['added']} task(s) pruned and added, {result['already_stored']} already "
-          f"stored; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
+        args.backbone, _data_args(args), args.bank, tasks_file=args.tasks, n_tasks=args.n_tasks,
+        n_way=args.n_way, n_test_per_class=args.n_test_per_class, n_train_per_class=args.n_train_per_class,
+        random_state=args.seed, write_tasks_to=args.write_tasks, data_name=args.data, n_jobs=args.n_jobs,
+        pruning_ratio=args.pruning_ratio, n_iterations=args.iterations, prune_every=args.prune_every,
+        lr=args.lr, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    print(f"bank {result['bank']}: {result['added']} task(s) pruned and added, {result['already_stored']} "
+          f"already stored; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
     return 0
 
 
@@ -105,14 +105,15 @@ def _prune(args) -> int:
     result = prune_task(
         args.method, data, args.out, bank_path=args.bank, backbone_path=args.backbone, data_name=args.data,
         n_neighbors=args.n_neighbors, similarity=args.similarity or "classes", n_iterations=args.iterations,
-        pruning_ratio=args.pruning_ratio, prune_every=args.prune_every, lr=args.lr, batch_size=args.batch_size,
-        test_fraction=args.test_fraction, device=args.device, random_state=args.seed,
-        verbose=0 if args.quiet else 1)
+        pruning_ratio=args.pruning_ratio, prune_every=args.prune_every, lr=args.lr,
+        batch_size=args.batch_size, test_fraction=args.test_fraction, device=args.device,
+        random_state=args.seed, verbose=0 if args.quiet else 1)
     names = ", ".join(result["class_names"])
     print(f"pruned network {result['out']}: {result['method']}, classes {result['classes']} ({names}), "
           f"{result['n_train']} training images, {result['n_iter']} iterations, {result['fit_time_s']:.1f} s")
-    print(f"parameters {result['n_params']} ({result['n_params'] / result['dense_params']:.1%} of the backbone's "
-          f"{result['dense_params']}), FLOPs/image {result['flops']} ({result['flops'] / result['dense_flops']:.1%} "
+    params, flops = result["n_params"], result["flops"]
+    print(f"parameters {params} ({params / result['dense_params']:.1%} of the backbone's "
+          f"{result['dense_params']}), FLOPs/image {flops} ({flops / result['dense_flops']:.1%} "
           f"of {result['dense_flops']})")
     if "neighbors" in result:
         print("voting bank tasks: " + ", ".join(result["neighbors"]))
@@ -189,8 +190,8 @@ def _fraction(text):
     return value
 
 
-for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"), (_ratio, "float"),
-                  (_fraction, "float")):
+for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"),
+                  (_ratio, "float"), (_fraction, "float")):
     _f.__name__ = _name  # argparse names the type in its "invalid <type> value: ..." messages
 
 
@@ -217,33 +218,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="metaprune", description="Meta-Vote Pruning of pre-trained ResNets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     quiet, data, device, seed = _common_parents()
+    default = " (default: %(default)s)"
 
     demo = sub.add_parser("demo", parents=[quiet],
                           help="pre-train, build a bank and compare MVP / IFP / uniform on digits",
                           description="End-to-end demo on scikit-learn's digits (no download).")
-    demo.add_argument("--out", default="metaprune-demo", help="folder for the results and plot (default: %(default)s)")
-    demo.add_argument("--width", type=_positive_int, default=8, help="backbone width, first stage channels (default: %(default)s)")
-    demo.add_argument("--bank-tasks", type=_positive_int, default=16, help="training tasks pruned into the bank (default: %(default)s)")
-    demo.add_argument("--test-tasks", type=_positive_int, default=3, help="new tasks to compare the methods on (default: %(default)s)")
-    demo.add_argument("--pretrain-epochs", type=_positive_int, default=30, help="SimCLR epochs of the backbone (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the whole run (default: %(default)s)")
+    demo.add_argument("--out", default="metaprune-demo", help="folder for the results and plot" + default)
+    demo.add_argument("--width", type=_positive_int, default=8,
+                      help="backbone width, first stage channels" + default)
+    demo.add_argument("--bank-tasks", type=_positive_int, default=16,
+                      help="training tasks pruned into the bank" + default)
+    demo.add_argument("--test-tasks", type=_positive_int, default=3,
+                      help="new tasks to compare the methods on" + default)
+    demo.add_argument("--pretrain-epochs", type=_positive_int, default=30,
+                      help="SimCLR epochs of the backbone" + default)
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the whole run" + default)
     demo.set_defaults(func=_demo)
 
     pretrain = sub.add_parser(
         "pretrain", parents=[quiet, data, device, seed],
         help="pre-train a CIFAR ResNet-18 backbone (SimCLR, SimSiam or supervised) to a file",
-        description="Pre-train a CIFAR-style ResNet-18 on a data set's images and save it as a backbone file. "
-                    "The normalisation statistics of the images are stored in the file and used by build-bank "
-                    "and prune. With --checkpoint the run is resumable (--resume).")
+        description="Pre-train a CIFAR-style ResNet-18 on a data set's images and save it as a backbone "
+                    "file. The normalisation statistics of the images are stored in the file and used by "
+                    "build-bank and prune. With --checkpoint the run is resumable (--resume).")
     pretrain.add_argument("--out", required=True, help="backbone file to write (.safetensors)")
     pretrain.add_argument("--method", choices=("simclr", "simsiam", "supervised"), default="simclr",
-                          help="objective; supervised uses the labels (default: %(default)s)")
-    pretrain.add_argument("--width", type=_positive_int, default=8, help="channels of the first stage (default: %(default)s)")
-    pretrain.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
-    pretrain.add_argument("--batch-size", type=_positive_int, default=256, help="images per step (default: %(default)s)")
+                          help="objective; supervised uses the labels" + default)
+    pretrain.add_argument("--width", type=_positive_int, default=8,
+                          help="channels of the first stage" + default)
+    pretrain.add_argument("--epochs", type=_positive_int, default=30, help="training epochs" + default)
+    pretrain.add_argument("--batch-size", type=_positive_int, default=256, help="images per step" + default)
     pretrain.add_argument("--lr", type=_positive_float, default=None,
                           help="base learning rate (default: 0.06 self-supervised, 0.1 supervised)")
-    pretrain.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs (default: %(default)s)")
+    pretrain.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs" + default)
     pretrain.add_argument("--checkpoint", default=None, help="resumable checkpoint file, written every epoch")
     pretrain.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     pretrain.set_defaults(func=_pretrain)
@@ -251,28 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
     bank = sub.add_parser(
         "build-bank", parents=[quiet, data, device, seed],
         help="prune training tasks with IFP into a bank file (resumable, parallel)",
-        description="Prune many training tasks with iterative filter pruning into a bank file. Tasks come from "
-                    "a task file (--tasks) or are sampled from the data (--n-tasks, same seed = same tasks). "
-                    "Tasks already in the bank are skipped: re-running an interrupted build finishes it, a "
-                    "larger --n-tasks extends it.")
+        description="Prune many training tasks with iterative filter pruning into a bank file. Tasks come "
+                    "from a task file (--tasks) or are sampled from the data (--n-tasks, same seed = same "
+                    "tasks). Tasks already in the bank are skipped, so a build is resumable: re-running an "
+                    "interrupted build finishes it, a larger --n-tasks extends it.")
     bank.add_argument("--backbone", required=True, help="backbone file (from metaprune pretrain)")
     bank.add_argument("--bank", required=True, help="bank file to create or complete (.sqlite)")
     source = bank.add_mutually_exclusive_group(required=True)
     source.add_argument("--n-tasks", type=_positive_int, help="number of tasks to sample")
     source.add_argument("--tasks", help="JSON task file (as written by --write-tasks)")
-    bank.add_argument("--n-way", type=_positive_int, default=5, help="classes per sampled task (default: %(default)s)")
+    bank.add_argument("--n-way", type=_positive_int, default=5, help="classes per sampled task" + default)
     bank.add_argument("--n-test-per-class", type=_non_negative_int, default=100,
-                      help="held-out images per class, for each task's test accuracy (default: %(default)s)")
+                      help="held-out images per class, for each task's test accuracy" + default)
     bank.add_argument("--n-train-per-class", type=_positive_int, default=None,
                       help="training images per class of a task (default: all the rest)")
     bank.add_argument("--write-tasks", default=None, help="write the task list to this JSON file")
     bank.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (joblib; -1: all cores)")
-    bank.add_argument("--pruning-ratio", type=_ratio, default=0.9, help="fraction of channels removed (default: %(default)s)")
-    bank.add_argument("--iterations", type=_positive_int, default=200, help="IFP iterations per task (default: %(default)s)")
+    bank.add_argument("--pruning-ratio", type=_ratio, default=0.9,
+                      help="fraction of channels removed" + default)
+    bank.add_argument("--iterations", type=_positive_int, default=200,
+                      help="IFP iterations per task" + default)
     bank.add_argument("--prune-every", type=_positive_int, default=None,
                       help="iterations between pruning events (default: 30%% of --iterations)")
-    bank.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate (default: %(default)s)")
-    bank.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default: %(default)s)")
+    bank.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate" + default)
+    bank.add_argument("--batch-size", type=_positive_int, default=128, help="images per step" + default)
     bank.set_defaults(func=_build_bank)
 
     prune = sub.add_parser(
@@ -298,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of channels removed (default: 0.9; mvp: that of its neighbours)")
     prune.add_argument("--prune-every", type=_positive_int, default=None,
                        help="iterations between pruning events (ifp; default: 30%% of --iterations)")
-    prune.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: 3e-4, ifp 1e-4)")
-    prune.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default: %(default)s)")
+    prune.add_argument("--lr", type=_positive_float, default=None,
+                       help="learning rate (default: 3e-4, ifp 1e-4)")
+    prune.add_argument("--batch-size", type=_positive_int, default=128, help="images per step" + default)
     prune.add_argument("--test-fraction", type=_fraction, default=0.0,
                        help="fraction of each class held out and scored (default: %(default)s, none)")
     prune.set_defaults(func=_prune)
@@ -307,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate", parents=[quiet, data, device],
         help="accuracy of a pruned network on images",
-        description="Score a pruned network on the images of its classes in --data, normalised as when it was "
-                    "pruned. Prints the accuracy and the accuracy per class.")
+        description="Score a pruned network on the images of its classes in --data, normalised as when it "
+                    "was pruned. Prints the accuracy and the accuracy per class.")
     evaluate.add_argument("model", help="pruned network file (from metaprune prune)")
     evaluate.add_argument("--classes", default=None, help="score only these classes (names or ids)")
     evaluate.add_argument("--held-out", action="store_true",
@@ -318,19 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", parents=[quiet],
                             help="export a pruned network as TorchScript or ONNX",
-                            description="Write a pruned network as a TorchScript or ONNX file for deployment.")
+                            description="Write a pruned network as a TorchScript or ONNX file for "
+                                        "deployment.")
     export.add_argument("model", help="pruned network file (from metaprune prune)")
-    export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript", help="output format (default: %(default)s)")
+    export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
+                        help="output format" + default)
     export.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
     export.set_defaults(func=_export)
 
     inspect = sub.add_parser("inspect", parents=[quiet],
                              help="show what a bank, pruned network or backbone file holds",
-                             description="Show a file's contents: a bank's tasks, classes, kept channels, sizes "
-                                         "and FLOPs; a pruned network's classes, sizes, FLOPs and metadata; a "
-                                         "backbone's groups and metadata.")
+                             description="Show a file's contents: a bank's tasks, classes, kept channels, "
+                                         "sizes and FLOPs; a pruned network's classes, sizes, FLOPs and "
+                                         "metadata; a backbone's groups and metadata.")
     inspect.add_argument("path", help="a .sqlite bank, or a .safetensors pruned network / backbone")
-    inspect.add_argument("--limit", type=_non_negative_int, default=20, help="bank tasks listed, 0 for all (default: %(default)s)")
+    inspect.add_argument("--limit", type=_non_negative_int, default=20,
+                         help="bank tasks listed, 0 for all" + default)
     inspect.set_defaults(func=_inspect)
     return parser
 
