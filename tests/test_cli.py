@@ -387,3 +387,46 @@ def test_user_errors_are_one_line_with_exit_code_2(pretrained, bank_built, mvp_p
         assert one_line_error(status, err, command), (argv, status, err)
         assert expected is None or expected in err, (argv, err)
     assert not list(tmp_path.glob("*.safetensors")) and not (tmp_path / "b.sqlite").exists()
+
+
+def test_data_argument_helpers(tmp_path):
+    from pathlib import Path
+
+    from metaprune._cli_data import holdout_split, load_npz_images, parse_classes, stored_normalisation
+    from metaprune.preprocessing import CIFAR100_MEAN, CIFAR100_STD
+
+    # a class name wins over an id; other integers are ids
+    assert parse_classes("dog, 3,1", ("cat", "dog", "3", "bird")) == [1, 2]
+    with pytest.raises(ValueError, match="unknown class 'fish'"):
+        parse_classes("cat,fish", ("cat", "dog"))
+    with pytest.raises(ValueError, match="unknown class '7'"):
+        parse_classes("7", ("cat", "dog"))
+
+    images = np.zeros((4, 5, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", images=images, labels=np.array(["dog", "cat", "dog", "emu"]))
+    data = load_npz_images(tmp_path / "s.npz")
+    assert data.class_names == ("cat", "dog", "emu") and data.labels.tolist() == [1, 0, 1, 2]
+    np.savez(tmp_path / "nchw.npz", images=np.zeros((4, 3, 8, 8), np.float32), labels=np.arange(4))
+    with pytest.raises(ValueError, match="channels-first"):
+        load_npz_images(tmp_path / "nchw.npz")
+    np.savez(tmp_path / "f.npz", images=np.full((2, 4, 4), 3.0), labels=np.arange(2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        load_npz_images(tmp_path / "f.npz")
+    np.savez(tmp_path / "nolabels.npz", images=images)
+    with pytest.raises(ValueError, match="labels"):
+        load_npz_images(tmp_path / "nolabels.npz")
+
+    shipped = Path(__file__).parent.parent / "metaprune" / "checkpoints"
+    shipped = shipped / "cifar100_resnet18_w16_simclr.safetensors"
+    mean, std = stored_normalisation(backbone_metadata(shipped))
+    assert mean == pytest.approx(CIFAR100_MEAN) and std == pytest.approx(CIFAR100_STD)
+    assert stored_normalisation({"made_by": "test"}) is None
+
+    labels = np.repeat([3, 7, 9], [10, 20, 30])
+    train, test = holdout_split(labels, 0.3, random_state=5)
+    assert np.intersect1d(train, test).size == 0 and len(train) + len(test) == 60
+    assert np.bincount(labels[test])[[3, 7, 9]].tolist() == [3, 6, 9]  # stratified
+    again = holdout_split(labels, 0.3, random_state=5)
+    assert np.array_equal(again[1], test)
+    with pytest.raises(ValueError, match="leaves a class"):
+        holdout_split(np.array([0, 0, 1, 1]), 0.3)
