@@ -55,7 +55,8 @@ def random_resized_crop_flip(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3
 
     Returns
     -------
-    Tensor (N, C, *size)
+    Tensor (N, C, H_out, W_out)
+        ``(H_out, W_out)`` is ``size``, or the input's size when it is None.
     """
     n = x.shape[0]
     dev = x.device

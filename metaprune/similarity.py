@@ -225,7 +225,8 @@ class SharedClassSimilarity(TaskSimilarity):
     ----------
     classes_ : numpy.ndarray
         Distinct class labels across the bank.
-    incidence_ : numpy.ndarray of shape (len(bank), len(classes_)), bool
+    incidence_ : numpy.ndarray of bool, shape (n_tasks, n_classes)
+        ``incidence_[i, c]`` is True when bank task ``i`` has class ``classes_[c]``.
 
     Examples
     --------
