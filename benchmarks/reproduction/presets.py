@@ -63,7 +63,8 @@ PRESETS = {
         tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5),
     "cpu": Preset(
         name="cpu", dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
-        supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16),
+        supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16,
+        ifp_limited_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),  # widened: 3e-2 won a validation task
     "paper": Preset(
         name="paper", dataset="cifar100", backbone="paper_resnet18_simsiam.safetensors",
         supervised_backbone="paper_resnet18_supervised.safetensors", width=64, n_test_tasks=30,
