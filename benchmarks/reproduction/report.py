@@ -406,7 +406,7 @@ def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done
              f"head {p['head_epochs']} epochs (L-BFGS on frozen features); SGD momentum 0.9, weight decay 5e-4, "
              f"cosine learning rate; IFP prunes at h = {p['prune_every_fraction']} J; MVP temperature "
              f"{p['temperature']}; BatchNorm recalibrated on the training images after fitting.", "",
-             f"Bank: {bank_acc and len(bank_acc)} training tasks, {max(p['neighbors'])} per test task and shared-class "
+             f"Bank: {len(bank_acc)} training tasks, {max(p['neighbors'])} per test task and shared-class "
              f"count c in {list(p['shared'])}, each pruned by IFP with J = {p['bank_iterations']} "
              f"(their own held-out accuracy: mean {np.mean(bank_acc) if bank_acc else float('nan'):.3f}).", "",
              f"Learning rates, chosen on {p['n_validation_tasks']} validation tasks carved from the training pools "
