@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/reproduce.py --preset smoke          # seconds: plumbing check on digits
     python benchmarks/reproduce.py --preset cpu            # CIFAR-100, width-16 checkpoints, ~2 h on 2 cores
-    python benchmarks/reproduce.py --preset paper --device cuda --backbone-dir DIR
+    python benchmarks/reproduce.py --preset paper --device cuda --backbone SSL.safetensors \
+        --supervised-backbone SUP.safetensors
 
 The run is resumable: finished cells (``<results>/cells/*.json``) and bank tasks
 (``<cache>/bank.sqlite``) are reused. ``--report-only`` redraws the tables and figures from
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, help="results folder (default benchmarks/results/reproduce_<preset>)")
     parser.add_argument("--cache", type=Path, help="cache folder for the bank (default runs/reproduce_<preset>)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--backbone", help="self-supervised backbone file (default: the preset's checkpoint)")
+    parser.add_argument("--supervised-backbone", help="supervised backbone file (default: the preset's checkpoint)")
     parser.add_argument("--n-jobs", type=int, help="cells run in parallel (default: the preset's)")
     parser.add_argument("--max-cells", type=int, help="run at most this many new cells per stage (a start check)")
     parser.add_argument("--report-only", action="store_true", help="only redraw the report from cached cells")
@@ -39,6 +42,10 @@ def main(argv=None) -> int:
     from reproduction import report, runner
 
     overrides = {"n_jobs": args.n_jobs} if args.n_jobs else {}
+    if args.backbone:
+        overrides["backbone"] = str(Path(args.backbone).resolve())
+    if args.supervised_backbone:
+        overrides["supervised_backbone"] = str(Path(args.supervised_backbone).resolve())
     preset = get_preset(args.preset, **overrides)
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
     cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"

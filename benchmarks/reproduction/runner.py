@@ -63,12 +63,15 @@ def backbone_paths(preset: Preset, cache: Path, in_channels: int, n_classes: int
     """
     paths = {}
     for key, name, seed in (("ssl", preset.backbone, 0), ("sup", preset.supervised_backbone, 1)):
-        candidate = CHECKPOINTS / name
+        candidate = Path(name) if Path(name).is_absolute() else CHECKPOINTS / name
         if name != "random" and candidate.is_file():
             paths[key] = str(candidate)
             continue
         if name != "random":
-            print(f"warning: checkpoint {name} not found in {CHECKPOINTS}; using a random initialisation")
+            if Path(name).is_absolute():
+                raise SystemExit(f"backbone file not found: {name}")
+            print(f"warning: checkpoint {name} not found in {CHECKPOINTS} (pass --backbone / "
+                  f"--supervised-backbone); using a random initialisation")
         path = cache / f"random_{key}_w{preset.width}.safetensors"
         if not path.is_file():
             torch.manual_seed(seed)
