@@ -430,11 +430,12 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
     log(f"[{preset.name}] stage 3: experiments")
     cells = evaluation_cells(preset, sampler, tests, banks, bank_ids, lrs) if len(bank_ids) == len(all_bank_tasks) \
         else []
-    run_cells(cells, preset, X, y, backbones, str(bank_path), results, device, preset.n_jobs, max_cells, log)
     plan = {"preset": preset.to_dict(), "learning_rates": lrs, "backbones": {k: Path(v).name for k, v in
                                                                               backbones.items()},
             "test_tasks": [t.to_dict() for t in tests],
             "bank_tasks": {f"{k[0]}/c{k[1]}": [t.task_id for t in v] for k, v in banks.items()},
             "n_cells": len(cells), "versions": versions(), "device": device}
-    _write_json(results / "plan.json", {k: v for k, v in plan.items() if k != "test_tasks"})
+    _write_json(results / "plan.json", {k: v for k, v in plan.items() if k != "test_tasks"})  # before the cells:
+    # the report can be drawn from the cells finished so far while the run goes on
+    run_cells(cells, preset, X, y, backbones, str(bank_path), results, device, preset.n_jobs, max_cells, log)
     return plan
