@@ -48,6 +48,7 @@ class Preset:
     study_iterations_multiple: int = 5  # the IFP run whose curve compares the two backbones
     monitor_every: int = 25
     n_jobs: int = 2
+    threads_per_job: int | None = None  # torch threads per cell (None: CPU cores / n_jobs)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -60,7 +61,8 @@ PRESETS = {
         n_test_per_class=20, n_test_tasks=2, shared=(1, 2), neighbors=(1, 2), batch_size=32, head_epochs=2,
         bank_iterations=4, iterations=4, ifp_multiples=(1, 2), ifp_multiples_limited=(1,), limited_per_class=40,
         ifp_lr_grid=(1e-2,), oneshot_lr_grid=(1e-2, 3e-2), n_validation_tasks=1, n_validation_per_class=20,
-        tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5),
+        tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5,
+        threads_per_job=1),  # tiny networks: a second thread only adds synchronisation
     "cpu": Preset(
         name="cpu", dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
         supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16,

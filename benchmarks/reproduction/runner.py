@@ -356,7 +356,7 @@ def run_cells(cells, preset, X, y, backbones, bank_path, results: Path, device: 
         todo = todo[:max_cells]
     if not todo:
         return 0
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs)) if device == "cpu" else 1
+    threads = preset.threads_per_job or (max(1, (os.cpu_count() or 1) // max(1, n_jobs)) if device == "cpu" else 1)
     log(f"{len(todo)} cells to run ({len(cells) - len(todo)} cached), {n_jobs} at a time")
     start = time.perf_counter()
     jobs = (delayed(run_cell)(c, preset, X, y, backbones, bank_path, device, threads) for c in todo)
