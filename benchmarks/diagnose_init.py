@@ -13,7 +13,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,10 +35,10 @@ def main(argv=None) -> int:
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
     cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
     rows = runner.load_rows(results)
-    cells = [dict(c, id=c["id"] + "/init", iterations=0) for c in _evaluation_cells(preset, results, cache)
+    X, y = runner.load_data(preset)
+    cells = [dict(c, id=c["id"] + "/init", iterations=0) for c in _evaluation_cells(preset, y, results, cache)
              if c["id"].startswith("I/") and (c["method"] == "uniform" or (
                  c["method"] == "mvp" and c["n_neighbors"] == max(preset.neighbors)))]
-    X, y = runner.load_data(preset)
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
     out = []
     for cell in cells:
@@ -56,10 +55,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _evaluation_cells(preset, results, cache):
+def _evaluation_cells(preset, y, results, cache):
+    """The run's experiment cells, rebuilt from its seeds, bank and tuning cells."""
     from metaprune import PrunedModelBank
     from metaprune.tasks import TaskSampler
-    X_unused, y = None, runner.load_data(preset)[1]
     sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
     tests = runner.test_tasks(preset, sampler)
     banks = runner.bank_tasks(preset, sampler, tests)

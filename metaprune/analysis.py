@@ -70,7 +70,11 @@ def covered_histogram(target: Selection, neighbours: Sequence[Selection], sizes:
     array([1, 1, 1])
     """
     votes, n = _votes_and_target(target, neighbours, sizes)
-    return {g: np.bincount(votes[g][np.asarray(target[g])], minlength=n + 1).astype(np.int64) for g in sizes}
+    return _covered(votes, target, n)
+
+
+def _covered(votes: dict, target: Selection, n: int) -> dict:
+    return {g: np.bincount(votes[g][np.asarray(target[g])], minlength=n + 1).astype(np.int64) for g in votes}
 
 
 def vote_recall(target: Selection, neighbours: Sequence[Selection], sizes: Mapping) -> dict:
@@ -95,7 +99,7 @@ def vote_recall(target: Selection, neighbours: Sequence[Selection], sizes: Mappi
     array([0.5, 1. ])
     """
     votes, n = _votes_and_target(target, neighbours, sizes)
-    covered = covered_histogram(target, neighbours, sizes)
+    covered = _covered(votes, target, n)
     out = {}
     for g in sizes:
         with_a = np.bincount(votes[g], minlength=n + 1)[1:].astype(np.float64)

@@ -47,6 +47,14 @@ def _ifp_label(m, J):
     return f"IFP {m}x ({m * J} it)"
 
 
+def _baselines(rows, J) -> list:
+    """(key, label, rows) of the uniform baseline and of IFP at each multiple of the iterations."""
+    out = [("uniform", f"Uniform ({J} it)", _pick(rows, method="uniform"))]
+    for m in sorted({r["multiple"] for r in _pick(rows, method="ifp")}):
+        out.append((f"ifp_x{m}", _ifp_label(m, J), _pick(rows, method="ifp", multiple=m)))
+    return out
+
+
 # -- tables --------------------------------------------------------------------------------------
 
 def group_table(rows, group, preset) -> tuple:
@@ -64,10 +72,7 @@ def group_table(rows, group, preset) -> tuple:
             numbers[f"mvp_N{n}_c{c}"] = s
             cells.append(_fmt(s))
         lines.append(f"| MVP N={n} ({J} it) | " + " | ".join(cells) + " |")
-    baselines = [("uniform", f"Uniform ({J} it)", _pick(g, method="uniform"))]
-    multiples = sorted({r["multiple"] for r in _pick(g, method="ifp")})
-    baselines += [(f"ifp_x{m}", _ifp_label(m, J), _pick(g, method="ifp", multiple=m)) for m in multiples]
-    for key, label, sel in baselines:
+    for key, label, sel in _baselines(g, J):
         s = _stats(sel)
         numbers[key] = s
         lines.append(f"| {label} | " + " | ".join([_fmt(s)] * len(shared)) + " |")
@@ -84,10 +89,7 @@ def group3_table(rows, preset) -> tuple:
         numbers[f"mvp_N{n}"] = s
         sim = np.mean([np.mean([x[1] for x in r["neighbors"]]) for r in sel]) if sel else float("nan")
         lines.append(f"| MVP N={n}, prototype similarity ({J} it) | {_fmt(s)} | {sim:.3f} |")
-    same = _pick(rows, group="I")
-    for key, label, sel in [("uniform", f"Uniform ({J} it)", _pick(same, method="uniform"))] + [
-            (f"ifp_x{m}", _ifp_label(m, J), _pick(same, method="ifp", multiple=m))
-            for m in sorted({r["multiple"] for r in _pick(same, method="ifp")})]:
+    for key, label, sel in _baselines(_pick(rows, group="I"), J):
         s = _stats(sel)
         numbers[key] = s
         lines.append(f"| {label} | {_fmt(s)} | |")
@@ -98,9 +100,7 @@ def efficiency_table(rows, preset) -> tuple:
     J = preset["iterations"]
     g = _pick(rows, group="I")
     methods = [(f"MVP N={n} ({J} it, all c)", _pick(g, method="mvp", n_neighbors=n)) for n in preset["neighbors"]]
-    methods.append((f"Uniform ({J} it)", _pick(g, method="uniform")))
-    methods += [(_ifp_label(m, J), _pick(g, method="ifp", multiple=m))
-                for m in sorted({r["multiple"] for r in _pick(g, method="ifp")})]
+    methods += [(label, sel) for _, label, sel in _baselines(g, J)]
     lines = ["| method | accuracy | iterations | wall time (s) | training GFLOPs | peak memory (MiB) | params | "
              "MFLOPs/image |", "|---|---|---|---|---|---|---|---|"]
     numbers = {}
@@ -247,7 +247,6 @@ def figures(results: Path, rows, numbers, study_out, preset) -> list:
     except ImportError:
         return []
     written = []
-    J = preset["iterations"]
 
     def save(fig, name):
         fig.tight_layout()
@@ -345,7 +344,8 @@ def figures(results: Path, rows, numbers, study_out, preset) -> list:
         fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
         for ax, (key, title) in zip(axes, [("accuracy", "accuracy"), ("train_flops", "training FLOPs"),
                                            ("fit_time_s", "wall time (s)"), ("peak_memory_mb", "peak memory (MiB)")]):
-            ax.bar(range(len(labels)), [eff[l][key] for l in labels], color=[f"C{i}" for i in range(len(labels))])
+            ax.bar(range(len(labels)), [eff[label][key] for label in labels],
+                   color=[f"C{i}" for i in range(len(labels))])
             ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", fontsize=7)
             ax.set_title(title)
             if key == "train_flops":

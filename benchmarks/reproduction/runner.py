@@ -92,6 +92,11 @@ def test_tasks(preset: Preset, sampler: TaskSampler) -> list:
     return sampler.sample(preset.n_test_tasks, n_way=preset.n_way, prefix="test", random_state=rng)
 
 
+def prune_every(preset: Preset, n_iterations: int) -> int:
+    """IFP's iterations between pruning events for a run of ``n_iterations``."""
+    return max(1, int(round(preset.prune_every_fraction * n_iterations)))
+
+
 def centred(preset: Preset, tests: list) -> list:
     return tests[: preset.n_centred_tasks or len(tests)]
 
@@ -201,7 +206,7 @@ def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | Non
     if cell["method"] == "ifp":
         return IterativeFilterPruner(_backbone(backbones[cell.get("backbone", "ssl")]),
                                      pruning_ratio=preset.pruning_ratio, n_iterations=J,
-                                     prune_every=max(1, int(round(preset.prune_every_fraction * J))), **common)
+                                     prune_every=prune_every(preset, J), **common)
     if cell["method"] == "uniform":
         return UniformPruner(_backbone(backbones["ssl"]), pruning_ratio=preset.pruning_ratio, n_iterations=J, **common)
     if cell["method"] == "mvp":
@@ -416,7 +421,7 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
     J = preset.bank_iterations
     todo = all_bank_tasks if max_cells is None else [t for t in all_bank_tasks if t.task_id not in bank][:max_cells]
     bank.build(todo, IterativeFilterPruner(
-        pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=max(1, int(round(preset.prune_every_fraction * J))),
+        pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=prune_every(preset, J),
         lr=lrs["ifp_full"], batch_size=preset.batch_size, head_epochs=preset.head_epochs, device=device,
         random_state=preset.seed), X, y, n_jobs=preset.n_jobs, progress=False)
     bank_ids = list(bank.task_ids)
