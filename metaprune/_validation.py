@@ -8,20 +8,28 @@ import torch
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
+from .batches import image_array, tensor_to_numpy
+
 __all__ = ["as_array", "check_images", "check_labels"]
 
 
 def as_array(X):
     """NumPy view of array-likes and tensors; sparse matrices pass through (check_array rejects them)."""
     if isinstance(X, torch.Tensor):
-        return X.detach().cpu().numpy()
+        return tensor_to_numpy(X)
     if sp.issparse(X):
         return X
     return np.asarray(X)
 
 
 def check_images(X, in_channels: int | None = None, input_shape=None, min_samples: int = 1) -> np.ndarray:
-    """Return ``X`` as a float32 array of shape (n, C, H, W), or raise a clear error.
+    """Return ``X`` as a float32 C-contiguous array of shape (n, C, H, W), or raise a clear error.
+
+    This is the input boundary of every estimator: whatever the layout of ``X`` (C or
+    Fortran order, a channels-last view such as ``images_nhwc.transpose(0, 3, 1, 2)``,
+    negative strides, a read-only array or memmap, float16/float64, a tensor), the result
+    is a plain, writable, C-ordered float32 array, so no kernel sees other strides
+    (see :mod:`metaprune.batches`).
 
     Parameters
     ----------
@@ -58,7 +66,7 @@ def check_images(X, in_channels: int | None = None, input_shape=None, min_sample
     if in_channels is not None and X.shape[1] != in_channels:
         hint = " (uint8 NHWC images? use metaprune.preprocessing.ImageToTensor first)" if X.shape[-1] == in_channels else ""
         raise ValueError(f"X has {X.shape[1]} channels but the network expects {in_channels}{hint}")
-    return X
+    return image_array(X)
 
 
 def check_labels(y, n_samples: int, min_classes: int = 2):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from .batches import forward_batches
 from .filter_space import FilterSpace
 from .selection import Selection
 from .transfer import expand_state, gather_state
@@ -226,11 +227,7 @@ class TrainingMonitor(Callback):
 
     @torch.no_grad()
     def _accuracy(self, module, device) -> float:
-        was_training = module.training
-        module.eval()
-        X = torch.as_tensor(np.asarray(self.X_eval, dtype=np.float32))
         y = np.asarray(self.y_eval)
-        predicted = [module(X[i:i + self.batch_size].to(device)).argmax(1).cpu().numpy()
-                     for i in range(0, len(X), self.batch_size)]
-        module.train(was_training)
+        predicted = [module(batch).argmax(1).cpu().numpy()
+                     for _, batch in forward_batches(module, self.X_eval, self.batch_size, device)]
         return float(np.mean(np.concatenate(predicted) == y))

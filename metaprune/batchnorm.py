@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .batches import forward_batches
+
 __all__ = ["recalibrate_batchnorm"]
 
 
@@ -20,19 +22,14 @@ def recalibrate_batchnorm(model: nn.Module, X, batch_size: int = 256, device=Non
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
         return model
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    X = torch.as_tensor(X)
     saved = [(m, m.momentum) for m in bns]
-    was_training = model.training
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
     try:
-        for start in range(0, len(X), batch_size):
-            model(X[start:start + batch_size].to(device, torch.float32))
+        for _, batch in forward_batches(model, X, batch_size, device, training=True):
+            model(batch)
     finally:
         for m, momentum in saved:
             m.momentum = momentum
-        model.train(was_training)
     return model

@@ -44,6 +44,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from .batches import standard_format_
 from .io import PrunedModel, _classes_from_json, _classes_to_json
 from .pruners._base import BasePruner
 
@@ -102,7 +103,7 @@ def _deployable(model, input_shape=None):
         raise ValueError(f"cannot export a {type(model).__name__}: expected a fitted metaprune pruner "
                          f"(IterativeFilterPruner, MetaVotePruner, UniformPruner) or a PrunedModel from "
                          f"metaprune.load_pruned")
-    module = copy.deepcopy(module).to(device="cpu", dtype=torch.float32).eval()
+    module = standard_format_(copy.deepcopy(module).to(device="cpu", dtype=torch.float32)).eval()
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     classes = np.asarray(classes)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import forward_batches
+
 __all__ = ["penultimate", "penultimate_features", "class_prototypes"]
 
 
@@ -39,16 +41,7 @@ def penultimate_features(model: nn.Module, X, batch_size: int = 256, device=None
     -------
     numpy.ndarray of shape (n, n_features), float32
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    X = torch.as_tensor(X)
-    captured = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(X), batch_size):
-            captured.append(penultimate(model, X[start:start + batch_size].to(device, torch.float32)).cpu())
-    finally:
-        model.train(was_training)
+    captured = [penultimate(model, batch).cpu() for _, batch in forward_batches(model, X, batch_size, device)]
     if not captured:
         return np.zeros((0, model.fc.in_features), dtype=np.float32)
     return torch.cat(captured).numpy()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._files import read_safetensors
+from .batches import forward_batches
 from .filter_space import FilterSpace
 from .models import ResNetSpec
 from .selection import Selection
@@ -87,10 +88,8 @@ class PrunedModel:
     @torch.no_grad()
     def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
         """Softmax outputs for images of shape (n, C, H, W)."""
-        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        device = next(self.module.parameters()).device
-        out = [torch.softmax(self.module(X[i:i + batch_size].to(device)), dim=1).cpu()
-               for i in range(0, len(X), batch_size)]
+        out = [torch.softmax(self.module(batch), dim=1).cpu()
+               for _, batch in forward_batches(self.module, X, batch_size)]
         return torch.cat(out).numpy()
 
     def predict(self, X) -> np.ndarray:

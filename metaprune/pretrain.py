@@ -41,6 +41,7 @@ from torch import nn
 
 from .augment import BatchAugment
 from .models import cifar_resnet18, fingerprint, spec_of
+from .batches import image_tensor, module_mode, standard_format_, training_memory_format
 from .features import penultimate
 from .preprocessing import CIFAR100_MEAN, CIFAR100_STD
 
@@ -119,20 +120,15 @@ def extract_features(model, X, mean=CIFAR100_MEAN, std=CIFAR100_STD, batch_size=
     """
     Xt = np.asarray(X)
     is_uint8 = Xt.dtype == np.uint8
-    was_training = model.training
-    model.eval()
+    memory_format = training_memory_format(model, device)  # the format training uses, where it is safe
     out = []
-    try:
+    with module_mode(model, False):
         for i in range(0, len(Xt), batch_size):
-            xb = to_float_images(Xt[i : i + batch_size]) if is_uint8 else torch.from_numpy(
-                np.ascontiguousarray(Xt[i : i + batch_size], dtype=np.float32)
-            )
+            xb = to_float_images(Xt[i : i + batch_size]) if is_uint8 else image_tensor(Xt[i : i + batch_size])
             if is_uint8:
                 xb = (xb - _stat_tensor(mean, xb.shape[1])) / _stat_tensor(std, xb.shape[1])
-            xb = xb.to(device).contiguous(memory_format=torch.channels_last)
+            xb = xb.to(device).contiguous(memory_format=memory_format)
             out.append(penultimate(model, xb).float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
@@ -415,7 +411,8 @@ class _BasePretrainer(BaseEstimator):
                 backbone.fc = nn.Linear(backbone.fc.in_features, n_classes)
             init_fp = fingerprint(backbone)
             objective = self._make_objective(backbone.fc.in_features, n_classes)
-        backbone.to(device).to(memory_format=torch.channels_last)
+        memory_format = training_memory_format(backbone, device)  # channels-last only where safe
+        backbone.to(device).to(memory_format=memory_format)
         objective.to(device)
 
         # optimizer: scheduled group (backbone + heads) and fixed-lr group (e.g. predictor)
@@ -486,7 +483,7 @@ class _BasePretrainer(BaseEstimator):
                 xb = data[idx].to(device)
                 xb = xb.float().div_(255) if is_uint8 else xb * std + mean
                 views = [augment(xb, g) for _ in range(objective.n_views)]
-                xin = ((torch.cat(views) - mean) / std).contiguous(memory_format=torch.channels_last)
+                xin = ((torch.cat(views) - mean) / std).contiguous(memory_format=memory_format)
                 aug_time += time.perf_counter() - ta
                 feats = penultimate(backbone, xin).chunk(objective.n_views)
                 yb = y_t[idx].to(device) if y_t is not None else None
@@ -533,10 +530,7 @@ class _BasePretrainer(BaseEstimator):
                     ),
                 )
         bar.close()
-        backbone.to(memory_format=torch.contiguous_format)
-        for p in backbone.parameters():
-            p.data = p.data.contiguous()
-        backbone.eval()
+        standard_format_(backbone).eval()
         self.backbone_ = backbone.cpu()
         self.objective_ = objective.cpu().eval()
         self.history_ = history

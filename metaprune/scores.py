@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batches import forward_batches, image_tensor
 from .filter_space import FilterSpace
 
 __all__ = ["channel_scores"]
@@ -40,8 +41,7 @@ def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 25
         Group name -> non-negative scores, one per channel the model currently has, in
         the model's current channel order.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    X = torch.as_tensor(X)
+    X = image_tensor(X)
     if X.ndim != 4:
         raise ValueError(f"X must have shape (n, C, H, W), got {tuple(X.shape)}")
     if len(X) == 0:
@@ -57,15 +57,12 @@ def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 25
 
     points = {(m, r) for g in space for m, r in g.activations}
     handles = [model.get_submodule(m).register_forward_hook(hook((m, r), r)) for m, r in sorted(points)]
-    was_training = model.training
-    model.eval()
     try:
-        for start in range(0, len(X), batch_size):
-            model(X[start:start + batch_size].to(device, torch.float32))
+        for _, batch in forward_batches(model, X, batch_size, device):
+            model(batch)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     n = float(len(X))
     return {g.name: (torch.stack([sums[(m, r)] for m, r in g.activations]).mean(0) / n).cpu().numpy()
             for g in space}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import standard_format_
 from .filter_space import FilterSpace
 from .selection import Selection
 
@@ -107,14 +108,15 @@ def extract(backbone: nn.Module, selection, space: FilterSpace | None = None) ->
     Returns
     -------
     torch.nn.Module
-        A deep copy with sliced convolutions, BatchNorms and final linear layer. Its
+        A deep copy with sliced convolutions, BatchNorms and final linear layer, every
+        tensor C-contiguous (see :func:`metaprune.batches.standard_format_`). Its
         forward pass equals that of ``backbone`` with the dropped channels zeroed.
     """
     space = space or FilterSpace.from_model(backbone)
     selection = selection if isinstance(selection, Selection) else Selection(selection)
     selection.validate(space)
     positions = {g.name: None if len(selection[g.name]) == g.size else selection[g.name] for g in space}
-    return _slice_modules_(copy.deepcopy(backbone), space, positions)
+    return standard_format_(_slice_modules_(copy.deepcopy(backbone), space, positions))
 
 
 def shrink_(model: nn.Module, space: FilterSpace, current: Selection, target: Selection) -> nn.Module:

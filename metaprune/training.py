@@ -15,6 +15,7 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import BatchSampler, Dataset, RandomSampler
 
+from .batches import image_tensor
 from .schedule import cosine_learning_rate
 
 __all__ = ["BatchDataset", "IterationSchedule", "make_net", "fit_for_iterations"]
@@ -28,8 +29,8 @@ class BatchDataset(Dataset):
     """
 
     def __init__(self, X, y):
-        self.X = torch.as_tensor(X)
-        self.y = torch.as_tensor(y)
+        self.X = image_tensor(X)  # C-contiguous: gathered batches are then contiguous too
+        self.y = torch.as_tensor(np.asarray(y))
 
     def __len__(self):
         return len(self.X)

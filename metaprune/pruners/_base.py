@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._validation import as_array, check_images, check_labels
+from ..batches import standard_format_
 from ..batchnorm import recalibrate_batchnorm
 from ..complexity import count_flops, count_parameters
 from ..features import penultimate_features
@@ -88,7 +89,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         return self._flops_cache[key]
 
     def _prepared_backbone(self) -> nn.Module:
-        module = copy.deepcopy(self._backbone()).to(self.device)
+        module = standard_format_(copy.deepcopy(self._backbone()).to(self.device))
         module.eval()
         return module
 
