@@ -1,7 +1,7 @@
 """Minimal pure-PyTorch reproduction: a heap overrun in oneDNN's strided 1x1 convolution backward.
 
 The weight gradient of a 1x1 convolution with stride 2 on a *channels-last* CPU input with
-2-6 input channels is computed by oneDNN's ``jit_avx2_1x1_convolution_bwd_weights_t``,
+2-7 input channels is computed by oneDNN's ``jit_avx2_1x1_convolution_bwd_weights_t``,
 which writes past the end of a scratch block that ``mkldnn_convolution_backward_weights``
 allocates (valgrind: "Invalid write of size 8 ... N bytes after a block of size S"). The
 overrun corrupts the heap; the process later dies in ``free()`` / ``munmap_chunk()`` or
@@ -30,11 +30,11 @@ import sys
 
 #: Cases of the committed table: the trigger, its neighbours, and what is safe.
 DEFAULT_CASES = [
-    *(f"{c},3,1,2,cl" for c in (1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 16, 32)),
-    "2,1,1,2,cl", "6,13,1,2,cl",  # output channels do not matter
-    "2,1,1,2,nchw", "6,13,1,2,nchw",  # NCHW input: safe
-    "2,1,1,1,cl", "6,13,1,1,cl",  # stride 1: safe
-    "2,1,3,2,cl", "6,13,3,2,cl",  # 3x3: safe
+    *(f"{c},3,1,2,cl" for c in (1, 2, 4, 7, 8, 16)),  # 2-7 input channels overrun; 1, 8, 16 do not
+    "6,13,1,2,cl",  # output channels do not matter
+    "2,3,1,2,nchw",  # NCHW input: no overrun
+    "2,3,1,1,cl",  # stride 1: no overrun
+    "2,3,3,2,cl",  # 3x3 kernel: no overrun
 ]
 
 
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--valgrind", action="store_true", help="run every case of --cases under valgrind")
     parser.add_argument("--cases", nargs="*", default=DEFAULT_CASES)
     parser.add_argument("--out", help="write the valgrind table as JSON here")
+    parser.add_argument("--jobs", type=int, default=1, help="valgrind processes at once")
     args = parser.parse_args(argv)
     if not args.valgrind:
         run_case(args.case)
@@ -97,10 +98,11 @@ def main(argv=None) -> int:
     import torch
 
     onednn = next((line.strip() for line in torch.__config__.show().splitlines() if "DNN" in line), "")
-    rows = []
-    for case in args.cases:
-        rows.append(valgrind_case(case))
-        r = rows[-1]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(valgrind_case, args.cases))
+    for case, r in zip(args.cases, rows):
         print(f"{case:>14}  invalid writes {r['invalid_writes']:3d}  up to {r['max_bytes_past_block']:4d} bytes past "
               f"a {r['block_bytes']}-byte block  {' '.join(r['onednn_kernels'])}", flush=True)
     if args.out:

@@ -5,7 +5,7 @@ Every array or tensor that metaprune hands to torch goes through :func:`image_te
 C-contiguous NCHW batches and contiguous weights, whatever the caller passed: C or
 Fortran order, channels-last views, negative strides, read-only arrays, memmaps, other
 float dtypes, tensors. This is a safety boundary, not only a convenience: torch's CPU
-backward of a strided 1x1 convolution on channels-last batches with 2-6 input channels
+backward of a strided 1x1 convolution on channels-last batches with 2-7 input channels
 (oneDNN's ``jit_avx2_1x1_convolution_bwd_weights``) writes past its buffer and corrupts
 the heap; pruned networks have exactly such convolutions (see ``docs/decisions.md`` and
 ``benchmarks/repro_onednn_1x1_bwd_weights.py``).
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["image_array", "image_tensor", "tensor_to_numpy", "standard_format_", "training_memory_format",
-           "module_mode", "forward_batches"]
+__all__ = ["image_array", "image_tensor", "tensor_to_numpy", "canonical_strides", "in_memory_format",
+           "standard_format_", "training_memory_format", "module_mode", "forward_batches"]
 
 
 def image_array(X, dtype=np.float32) -> np.ndarray:
@@ -68,11 +68,17 @@ def image_tensor(X) -> torch.Tensor:
         X = X.detach().to(device="cpu", dtype=torch.float32).resolve_conj().resolve_neg().contiguous()
     else:
         X = torch.from_numpy(image_array(X))
-    return _canonical_strides(X)
+    return canonical_strides(X)
 
 
-def _canonical_strides(X: torch.Tensor) -> torch.Tensor:
-    """A contiguous tensor with the C-order strides also on its size-1 dimensions (no copy).
+def in_memory_format(X: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """``X`` in ``memory_format``; for ``torch.contiguous_format`` with canonical strides."""
+    X = X.contiguous(memory_format=memory_format)
+    return canonical_strides(X) if memory_format == torch.contiguous_format else X
+
+
+def canonical_strides(X: torch.Tensor) -> torch.Tensor:
+    """A C-contiguous tensor with the C-order strides also on its size-1 dimensions (no copy).
 
     NumPy and torch call ``(n, 1, H, W)`` with strides ``(H*W, 1, W, 1)`` contiguous,
     but torch's ``suggest_memory_format`` reads those strides as channels-last and runs
@@ -84,7 +90,11 @@ def _canonical_strides(X: torch.Tensor) -> torch.Tensor:
         strides.append(step)
         step *= max(size, 1)
     strides = tuple(reversed(strides))
-    return X if X.stride() == strides else X.as_strided(X.shape, strides)
+    if X.stride() == strides:
+        return X
+    if not X.is_contiguous():
+        raise ValueError("canonical_strides needs a contiguous tensor")
+    return X.as_strided(X.shape, strides)
 
 
 def standard_format_(module: nn.Module) -> nn.Module:
@@ -105,7 +115,7 @@ def training_memory_format(module: nn.Module, device) -> torch.memory_format:
 
     Channels-last training steps of a CIFAR ResNet-18 are ~30% faster on CPU, but
     oneDNN's strided 1x1 convolution backward overruns its buffer on channels-last
-    inputs with 2-6 channels (found with valgrind; 1, 8, 12, 13, 16 and 32 were clean
+    inputs with 2-7 channels (found with valgrind; 1, 8, 12, 13, 16 and 32 were clean
     on AVX2). Channels-last is therefore used on CPU only when every strided 1x1
     convolution has a multiple of 16 input channels (the SIMD width of AVX-512, so the
     rule holds for both instruction sets), and never on other devices (not measured).

@@ -41,7 +41,8 @@ from torch import nn
 
 from .augment import BatchAugment
 from .models import cifar_resnet18, fingerprint, spec_of
-from .batches import image_tensor, module_mode, standard_format_, training_memory_format
+from .batches import (canonical_strides, image_tensor, in_memory_format, module_mode, standard_format_,
+                      training_memory_format)
 from .features import penultimate
 from .preprocessing import CIFAR100_MEAN, CIFAR100_STD
 
@@ -80,14 +81,19 @@ def to_float_images(X, mean=None, std=None):
     if X.ndim != 4:
         raise ValueError(f"X must be 4-dimensional (N, C, H, W) float or (N, H, W, C) uint8, got {X.shape}")
     if X.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))).float().div_(255)
+        return _nchw_from_nhwc(X).float().div_(255)
     if not np.issubdtype(X.dtype, np.floating):
         raise ValueError(f"X must be uint8 (NHWC) or float (NCHW), got dtype {X.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    t = image_tensor(X)
     if mean is not None:
         m, s = _stat_tensor(mean, t.shape[1]), _stat_tensor(std, t.shape[1])
         t = t * s + m
     return t
+
+
+def _nchw_from_nhwc(X: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images as a C-contiguous NCHW tensor (canonical strides, see metaprune.batches)."""
+    return canonical_strides(torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2))))
 
 
 def _stat_tensor(v, channels):
@@ -105,10 +111,10 @@ def _uint8_nchw(X):
     if X.ndim != 4:
         raise ValueError(f"X must be 4-dimensional (N, C, H, W) float or (N, H, W, C) uint8, got {X.shape}")
     if X.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+        return _nchw_from_nhwc(X)
     if not np.issubdtype(X.dtype, np.floating):
         raise ValueError(f"X must be uint8 (NHWC) or float (NCHW), got dtype {X.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    return image_tensor(X)
 
 
 @torch.no_grad()
@@ -127,7 +133,7 @@ def extract_features(model, X, mean=CIFAR100_MEAN, std=CIFAR100_STD, batch_size=
             xb = to_float_images(Xt[i : i + batch_size]) if is_uint8 else image_tensor(Xt[i : i + batch_size])
             if is_uint8:
                 xb = (xb - _stat_tensor(mean, xb.shape[1])) / _stat_tensor(std, xb.shape[1])
-            xb = xb.to(device).contiguous(memory_format=memory_format)
+            xb = in_memory_format(xb.to(device), memory_format)
             out.append(penultimate(model, xb).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
@@ -483,7 +489,7 @@ class _BasePretrainer(BaseEstimator):
                 xb = data[idx].to(device)
                 xb = xb.float().div_(255) if is_uint8 else xb * std + mean
                 views = [augment(xb, g) for _ in range(objective.n_views)]
-                xin = ((torch.cat(views) - mean) / std).contiguous(memory_format=memory_format)
+                xin = in_memory_format((torch.cat(views) - mean) / std, memory_format)
                 aug_time += time.perf_counter() - ta
                 feats = penultimate(backbone, xin).chunk(objective.n_views)
                 yb = y_t[idx].to(device) if y_t is not None else None

@@ -23,6 +23,7 @@ from torch import nn
 
 from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank, UniformPruner
 from metaprune.models import cifar_resnet18
+from metaprune.pretrain import SimSiamPretrainer
 from metaprune.tasks import Task
 
 torch.set_num_threads(1)
@@ -120,7 +121,16 @@ def main(n_examples: int) -> None:
         assert not violations, violations[:3]
 
     check()
-    print(json.dumps({"examples": tried, "layouts": sorted(LAYOUTS), "violations": len(violations)}))
+    # pre-training (width 4: 4 input channels at the first strided 1x1 convolution)
+    pretrained = {}
+    for layout in ("c_order", "channels_last_view", "negative_strides", "tensor_channels_last"):
+        est = SimSiamPretrainer(method="simclr", width=4, epochs=1, batch_size=16, verbose=0, random_state=0)
+        pretrained[layout] = est.fit(LAYOUTS[layout]).backbone_.state_dict()
+    for layout, state in pretrained.items():
+        assert all(torch.equal(state[k], pretrained["c_order"][k]) for k in state), layout
+    assert not violations, violations[:3]
+    print(json.dumps({"examples": tried, "layouts": sorted(LAYOUTS), "violations": len(violations),
+                      "pretrained_layouts": sorted(pretrained)}))
 
 
 if __name__ == "__main__":

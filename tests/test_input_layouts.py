@@ -33,6 +33,7 @@ def test_every_layout_and_dtype_fits_and_predicts_identically_in_a_surviving_pro
     assert all(n > 0 for n in report["examples"].values()), report["examples"]
     assert report["violations"] == 0
     assert len(report["layouts"]) == 13
+    assert len(report["pretrained_layouts"]) == 4  # pre-training gave the same weights for each
 
 
 @pytest.mark.parametrize("make", [
