@@ -5,7 +5,7 @@ Every array or tensor that metaprune hands to torch goes through :func:`image_te
 C-contiguous NCHW batches and contiguous weights, whatever the caller passed: C or
 Fortran order, channels-last views, negative strides, read-only arrays, memmaps, other
 float dtypes, tensors. This is a safety boundary, not only a convenience: torch's CPU
-backward of a strided 1x1 convolution on channels-last batches with 2-7 input channels
+backward of a strided 1x1 convolution on channels-last batches with fewer than 8 input channels
 (oneDNN's ``jit_avx2_1x1_convolution_bwd_weights``) writes past its buffer and corrupts
 the heap; pruned networks have exactly such convolutions (see ``docs/decisions.md`` and
 ``benchmarks/repro_onednn_1x1_bwd_weights.py``).
@@ -115,7 +115,7 @@ def training_memory_format(module: nn.Module, device) -> torch.memory_format:
 
     Channels-last training steps of a CIFAR ResNet-18 are ~30% faster on CPU, but
     oneDNN's strided 1x1 convolution backward overruns its buffer on channels-last
-    inputs with 2-7 channels (found with valgrind; 1, 8, 12, 13, 16 and 32 were clean
+    inputs with 1-7 channels (found with valgrind; 8, 12, 13, 16 and 32 were clean
     on AVX2). Channels-last is therefore used on CPU only when every strided 1x1
     convolution has a multiple of 16 input channels (the SIMD width of AVX-512, so the
     rule holds for both instruction sets), and never on other devices (not measured).
