@@ -19,15 +19,17 @@ def count_flops(model: nn.Module, input_shape) -> int:
     """FLOPs of one forward pass on a single input of shape ``input_shape`` = (C, H, W).
 
     Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (a multiply-add is 2
-    FLOPs; convolutions and matrix products, which dominate a ResNet).
+    FLOPs; convolutions and matrix products, which dominate a ResNet). The pass runs on
+    the ``meta`` device, so it allocates nothing, whatever the image size.
     """
-    device = next(model.parameters()).device
+    shapes_only = {name: torch.empty_like(tensor, device="meta")
+                   for name, tensor in (*model.named_parameters(), *model.named_buffers())}
     was_training = model.training
     model.eval()
     try:
         counter = FlopCounterMode(display=False)
         with counter:
-            model(torch.zeros((1, *input_shape), device=device))
+            torch.func.functional_call(model, shapes_only, (torch.zeros((1, *input_shape), device="meta"),))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
