@@ -497,9 +497,31 @@ def describe_file(path, limit=20) -> list:
 
         net = load_backbone(path)
         metadata = backbone_metadata(path)
-        shape = metadata.get("image_shape")
-        flops = "" if not shape else f", FLOPs/image {count_flops(net, (shape[2], shape[0], shape[1]))}"
+        shape = _stored_chw(metadata.get("image_shape"), net.conv1.in_channels)
+        flops = "" if shape is None else f", FLOPs/image {_flops_or_na(net, shape)}"
         return [f"backbone {path} ({size}): {count_parameters(net)} parameters{flops}",
                 "groups: " + ", ".join(f"{g.name}={g.size}" for g in FilterSpace.from_model(net)),
                 "metadata: " + json.dumps(metadata)]
     raise ValueError(f"{path} is not a metaprune bank, pruned network or backbone file")
+
+
+def _stored_chw(image_shape, in_channels):
+    """(C, H, W) of a backbone's stored ``image_shape`` (H, W, C), or None when absent or unusable."""
+    from ._validation import check_input_shape
+
+    if not isinstance(image_shape, list) or len(image_shape) != 3:
+        return None
+    try:
+        return check_input_shape((image_shape[2], image_shape[0], image_shape[1]), in_channels)
+    except ValueError:
+        return None
+
+
+def _flops_or_na(net, shape):
+    """FLOPs of ``net`` on one image of ``shape``, or a note when it does not run on that shape."""
+    from .complexity import count_flops
+
+    try:
+        return count_flops(net, shape)
+    except RuntimeError:  # e.g. a stored image shape smaller than the stem's kernel
+        return f"n/a (the network does not run on images of shape {shape})"

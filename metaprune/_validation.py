@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -10,7 +12,10 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from .batches import image_array, tensor_to_numpy
 
-__all__ = ["as_array", "check_images", "check_labels"]
+__all__ = ["as_array", "check_images", "check_labels", "check_input_shape"]
+
+# Largest image side accepted in a stored input shape (a sanity bound for damaged files).
+MAX_IMAGE_SIDE = 2**16
 
 
 def as_array(X):
@@ -81,3 +86,47 @@ def check_labels(y, n_samples: int, min_classes: int = 2):
     if len(classes) < min_classes:
         raise ValueError(f"a task needs at least {min_classes} classes; y has {len(classes)}: {classes.tolist()}")
     return classes, encoded.astype(np.int64)
+
+
+def check_input_shape(shape, in_channels: int | None = None) -> tuple:
+    """``shape`` as a tuple of 3 positive ints (C, H, W), or raise a clear ValueError.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Image shape (C, H, W), e.g. read from a file.
+    in_channels : int, optional
+        Channels the network expects; ``C`` must equal it.
+
+    Returns
+    -------
+    tuple of 3 int
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is not 3 ints (bools and floats are not ints), an entry is not positive
+        or a side exceeds 65536 pixels, or ``C`` differs from ``in_channels``.
+
+    Examples
+    --------
+    >>> check_input_shape([1, 8, 8], in_channels=1)
+    (1, 8, 8)
+    """
+    try:
+        values = tuple(shape)
+    except TypeError:
+        values = None
+    if (isinstance(shape, (str, bytes)) or values is None or len(values) != 3
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and 0 < s
+                       for s in values)):
+        text = repr(shape)
+        raise ValueError(f"input_shape must be 3 positive ints (C, H, W), got {text[:60]}")
+    values = tuple(int(s) for s in values)
+    if max(values) > MAX_IMAGE_SIDE:
+        raise ValueError(f"input_shape {values}: at most {MAX_IMAGE_SIDE} channels or pixels a side")
+    if in_channels is not None and values[0] != in_channels:
+        raise ValueError(f"input_shape {values} has {values[0]} channels but the network expects "
+                         f"{in_channels}")
+    return values
+

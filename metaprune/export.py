@@ -44,6 +44,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from ._validation import check_input_shape
 from .batches import standard_format_
 from .io import PrunedModel, _classes_from_json, _classes_to_json
 from .pruners._base import BasePruner
@@ -121,19 +122,8 @@ def _deployable(model, input_shape=None):
 
 
 def _check_input_shape(shape, module: nn.Module) -> tuple:
-    try:
-        shape = tuple(shape)
-        ok = len(shape) == 3 and all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"input_shape must be 3 positive ints (C, H, W), got {shape!r}")
-    shape = tuple(int(s) for s in shape)
     first_conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-    if first_conv is not None and shape[0] != first_conv.in_channels:
-        raise ValueError(f"input_shape {shape} has {shape[0]} channels but the network expects "
-                         f"{first_conv.in_channels}")
-    return shape
+    return check_input_shape(shape, None if first_conv is None else first_conv.in_channels)
 
 
 def _example(shape, n: int) -> torch.Tensor:
@@ -178,7 +168,7 @@ def _parse_metadata(text, where) -> tuple:
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
         classes = _classes_from_json(meta["classes"])
-        input_shape = tuple(int(s) for s in meta["input_shape"])
+        input_shape = check_input_shape(meta["input_shape"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{where}: damaged metaprune metadata ({exc})") from exc
     return classes, input_shape

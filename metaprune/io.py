@@ -9,27 +9,85 @@ rebuilds the exact module and never unpickles anything.
 from __future__ import annotations
 
 import json
+import numbers
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from ._files import read_safetensors
+from ._files import header_json, read_header, read_tensors, state_mismatch
+from ._validation import check_input_shape
 from .batches import forward_batches
 from .filter_space import FilterSpace
-from .models import ResNetSpec
+from .models import ResNetSpec, _initialise_, _materialise, _max_blocks_for, _spec_from_header, _state_shapes
 from .selection import Selection
 from .surgery import extract
 
-__all__ = ["save_pruned", "load_pruned", "PrunedModel", "build_pruned_module"]
+__all__ = ["save_pruned", "load_pruned", "PrunedModel", "build_pruned_module", "pruned_skeleton"]
 
 FORMAT = "metaprune.pruned"
 
 
+def pruned_skeleton(spec: ResNetSpec, selection: Selection, n_classes: int,
+                    max_blocks: int | None = None) -> torch.nn.Module:
+    """A pruned network's architecture on the ``meta`` device: shapes only, no memory.
+
+    Parameters
+    ----------
+    spec : ResNetSpec
+        Architecture of the pre-trained network.
+    selection : Selection or mapping
+        Kept channels, in the pre-trained numbering.
+    n_classes : int
+        Outputs of the head.
+    max_blocks : int, optional
+        Refuse a spec with more residual blocks (see
+        :meth:`metaprune.models.ResNetSpec.skeleton`).
+
+    Returns
+    -------
+    torchvision.models.ResNet
+        On the ``meta`` device; its state-dict shapes are those of the pruned network.
+
+    Raises
+    ------
+    ValueError
+        If ``n_classes`` is not a positive int or ``selection`` does not fit ``spec``
+        (unknown or missing group, index out of range).
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    full = replace(spec, num_classes=int(n_classes)).skeleton(max_blocks)
+    return extract(full, selection, FilterSpace.from_model(full))  # checks the selection against the space
+
+
 def build_pruned_module(spec: ResNetSpec, selection: Selection, n_classes: int) -> torch.nn.Module:
-    """An (untrained) module with the architecture of a pruned network."""
-    spec = ResNetSpec.from_dict({**spec.to_dict(), "num_classes": int(n_classes)})
-    full = spec.build()
-    return extract(full, selection, FilterSpace.from_model(full))
+    """An (untrained) module with the architecture of a pruned network.
+
+    It is built at its pruned size directly (never through the full-size network) and
+    initialised as :func:`metaprune.models.build_resnet` initialises a network.
+
+    Parameters
+    ----------
+    spec : ResNetSpec
+        Architecture of the pre-trained network.
+    selection : Selection
+        Kept channels, in the pre-trained numbering.
+    n_classes : int
+        Outputs of the head.
+
+    Returns
+    -------
+    torchvision.models.ResNet
+
+    Raises
+    ------
+    ValueError
+        If ``selection`` does not fit ``spec``.
+    """
+    module = _initialise_(pruned_skeleton(spec, selection, n_classes).to_empty(device="cpu"))
+    module.fc.reset_parameters()
+    return module
 
 
 def _classes_to_json(classes) -> dict:
@@ -39,8 +97,27 @@ def _classes_to_json(classes) -> dict:
     return {"kind": kind, "values": values}
 
 
-def _classes_from_json(d: dict) -> np.ndarray:
-    return np.asarray(d["values"], dtype=np.int64 if d["kind"] == "int" else object)
+def _classes_from_json(data, what: str = "class labels") -> np.ndarray:
+    """Inverse of :func:`_classes_to_json`: int64 labels, or str labels in an object array.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, unless ``data`` is ``{"kind": "int" | "str", "values": [...]}`` with
+        a non-empty list of distinct labels of that kind (int64 range for ints).
+    """
+    if not (isinstance(data, dict) and data.get("kind") in ("int", "str")
+            and isinstance(data.get("values"), list)):
+        raise ValueError(f"the {what} are not a valid label list: {str(data)[:80]}")
+    kind, values = data["kind"], data["values"]
+    wanted = int if kind == "int" else str
+    if not values or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"the {what} must be a non-empty list of {kind} labels")
+    if kind == "int" and not all(-2**63 <= v < 2**63 for v in values):
+        raise ValueError(f"the {what} must be int64 labels")
+    if len(set(values)) != len(values):
+        raise ValueError(f"the {what} must be distinct, got {str(values)[:80]}")
+    return np.asarray(values, dtype=np.int64 if kind == "int" else object)
 
 
 def save_pruned(path, module, selection: Selection, classes, spec: ResNetSpec, input_shape, metadata=None) -> None:
@@ -100,23 +177,68 @@ class PrunedModel:
 def load_pruned(path, map_location="cpu") -> PrunedModel:
     """Load a network written by :func:`save_pruned` (or an estimator's ``save``).
 
+    The file is checked before anything is allocated: every size in its header (the
+    architecture, the kept channels, the classes, the input shape) must be valid and give
+    exactly the shapes of the tensors in the file. The network is then built at its
+    pruned size directly, so a load allocates about the size of the file's tensors.
+
+    Parameters
+    ----------
+    path : str or path-like
+    map_location : str or torch.device, default="cpu"
+        Device to move the network to.
+
+    Returns
+    -------
+    PrunedModel
+
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If the file is not a metaprune pruned-network file or is damaged.
+        If the file is not a metaprune pruned-network file or is damaged; the message
+        names the file and the entry at fault.
     """
-    header, state = read_safetensors(path, FORMAT, "pruned-network")
+    header, shapes = read_header(path, FORMAT, "pruned-network")
+    spec = _spec_from_header(header, path)
+    selection = _parse_entry(header, "selection", path, lambda data: Selection(data))
+    classes = _parse_entry(header, "classes", path, _classes_from_json)
+    input_shape = _parse_entry(header, "input_shape", path,
+                               lambda data: check_input_shape(data, in_channels=spec.in_channels))
+    metadata = header_json(header, "metadata", path, default={})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: the header entry 'metadata' is not a JSON object")
     try:
-        spec = ResNetSpec.from_dict(json.loads(header["spec"]))
-        selection = Selection(json.loads(header["selection"]))
-        classes = _classes_from_json(json.loads(header["classes"]))
-        input_shape = json.loads(header["input_shape"])
-        metadata = json.loads(header.get("metadata", "{}"))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: damaged header ({exc})") from exc
-    module = build_pruned_module(spec, selection, len(classes))
+        skeleton = pruned_skeleton(spec, selection, len(classes), max_blocks=_max_blocks_for(len(shapes)))
+    except ValueError as exc:
+        raise ValueError(f"{path}: the spec and selection do not fit together: {exc}") from None
+    problem = state_mismatch(_state_shapes(skeleton), shapes)
+    if problem is not None:
+        raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
+    _check_runs(skeleton, input_shape, path)
     try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
+        module = _materialise(skeleton, read_tensors(path, "pruned-network"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return PrunedModel(module.to(map_location), classes, selection, spec, input_shape, metadata)
+
+
+def _parse_entry(header, key: str, path, parse):
+    """``parse`` applied to a header entry's JSON, with any problem raised as a ValueError naming both."""
+    data = header_json(header, key, path)
+    try:
+        return parse(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the header entry {key!r} is invalid: {exc}") from None
+
+
+def _check_runs(skeleton: torch.nn.Module, input_shape: tuple, path) -> None:
+    """Raise a ValueError unless the (meta-device) network runs on one image of ``input_shape``."""
+    try:
+        with torch.no_grad():
+            skeleton.eval()(torch.zeros((1, *input_shape), device="meta"))
+    except RuntimeError as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{path}: the network does not run on its input_shape {input_shape}: "
+                         f"{message}") from None

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ._files import read_safetensors
+from ._files import header_json, read_header, read_tensors, state_mismatch
 
 __all__ = [
     "ResNetSpec",
@@ -37,6 +39,37 @@ __all__ = [
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 _DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
+
+# Bounds of a sane spec. They keep every tensor of the full-size network (built on the meta
+# device to check a file) within int64 element counts; real ResNets are far inside them.
+_MAX_CHANNELS = 2**24  # planes, stem_width, num_classes
+_MAX_IN_CHANNELS = 2**16
+_MAX_BLOCKS = 2**10  # per stage (ResNet-1202 has 200)
+_MAX_STEM = 2**8  # stem kernel size, stride and padding
+# Every residual block has at least two convolutions and two BatchNorms: 12 state-dict entries.
+_MIN_BLOCK_ENTRIES = 12
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (values from damaged files can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _checked_int(name: str, value, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, or a ValueError naming the field (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__} {_short(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def _checked_ints(name: str, values, low: int, high: int) -> tuple:
+    """Four ints in ``[low, high]`` (one per stage), or a ValueError naming the field."""
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__len__") or len(values) != 4:
+        raise ValueError(f"{name} must be 4 ints (one per stage), got {_short(values)}")
+    return tuple(_checked_int(f"{name}[{i}]", v, low, high) for i, v in enumerate(values))
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,16 @@ class ResNetSpec:
         Geometry of the stem convolution ``conv1``.
     maxpool : bool
         Whether the stem ends with torchvision's 3x3 stride-2 max-pool.
+    stem_width : int, default=0
+        Output channels of the stem; 0 means ``planes[0]``.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a value of the wrong type (floats, strings and bools are not
+        ints) or outside sane bounds: at most 2**24 planes, stem channels and classes,
+        2**16 input channels, 1024 blocks per stage, 256 for the stem's kernel, stride
+        and padding.
     """
 
     block: str
@@ -73,14 +116,23 @@ class ResNetSpec:
     stem_width: int = field(default=0)
 
     def __post_init__(self):
-        if self.block not in _BLOCKS:
-            raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {self.block!r}")
-        object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
-        object.__setattr__(self, "planes", tuple(int(n) for n in self.planes))
-        if len(self.layers) != 4 or len(self.planes) != 4:
-            raise ValueError("layers and planes must each have 4 entries (one per stage)")
-        if min(self.layers) < 1 or min(self.planes) < 1 or self.in_channels < 1:
-            raise ValueError("layers, planes and in_channels must be positive")
+        if not isinstance(self.block, str) or self.block not in _BLOCKS:
+            raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {_short(self.block)}")
+        if not isinstance(self.maxpool, bool):
+            raise ValueError(f"maxpool must be a bool, got {type(self.maxpool).__name__} "
+                             f"{_short(self.maxpool)}")
+        checked = {
+            "layers": _checked_ints("layers", self.layers, 1, _MAX_BLOCKS),
+            "planes": _checked_ints("planes", self.planes, 1, _MAX_CHANNELS),
+            "in_channels": _checked_int("in_channels", self.in_channels, 1, _MAX_IN_CHANNELS),
+            "num_classes": _checked_int("num_classes", self.num_classes, 1, _MAX_CHANNELS),
+            "stem_kernel": _checked_int("stem_kernel", self.stem_kernel, 1, _MAX_STEM),
+            "stem_stride": _checked_int("stem_stride", self.stem_stride, 1, _MAX_STEM),
+            "stem_padding": _checked_int("stem_padding", self.stem_padding, 0, _MAX_STEM),
+            "stem_width": _checked_int("stem_width", self.stem_width, 0, _MAX_CHANNELS),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         if self.stem_width == 0:
             object.__setattr__(self, "stem_width", self.planes[0])
 
@@ -91,16 +143,87 @@ class ResNetSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ResNetSpec":
-        """Rebuild a spec from :meth:`to_dict` output; unknown keys are an error."""
+    def from_dict(cls, data: Mapping) -> "ResNetSpec":
+        """Rebuild a spec from :meth:`to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not a mapping, lacks ``block``, has unknown keys, or any value is
+            of the wrong type or out of range; the message names the field.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a ResNetSpec is read from a mapping, got {type(data).__name__}")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown ResNetSpec fields: {sorted(unknown)}")
+            raise ValueError(f"unknown ResNetSpec fields: {sorted(map(str, unknown))}")
+        if "block" not in data:
+            raise ValueError("ResNetSpec field 'block' is missing")
         return cls(**data)
 
     def build(self) -> ResNet:
         """Construct a freshly initialised network of this shape."""
         return build_resnet(self)
+
+    def skeleton(self, max_blocks: int | None = None) -> ResNet:
+        """The network of this shape on the ``meta`` device: shapes only, no memory for weights.
+
+        Parameters
+        ----------
+        max_blocks : int, optional
+            Refuse a spec with more residual blocks than this before building anything
+            (e.g. the most a file's tensors can hold), so a
+            damaged spec cannot make millions of modules.
+
+        Raises
+        ------
+        ValueError
+            If the spec has more than ``max_blocks`` blocks.
+        """
+        if max_blocks is not None and sum(self.layers) > max_blocks:
+            raise ValueError(f"layers {list(self.layers)} describe {sum(self.layers)} residual blocks; the "
+                             f"stored data has room for at most {max_blocks}")
+        with torch.device("meta"):
+            return build_resnet(self)
+
+
+def _max_blocks_for(n_entries: int) -> int:
+    """The most residual blocks a state dict of ``n_entries`` tensors can hold (12 entries per block)."""
+    return int(n_entries) // _MIN_BLOCK_ENTRIES
+
+
+def _materialise(skeleton: nn.Module, state) -> nn.Module:
+    """A meta-device network (:meth:`ResNetSpec.skeleton`) on the CPU holding the tensors of ``state``.
+
+    The caller has checked the shapes of ``state`` against ``skeleton`` (see
+    :func:`metaprune._files.state_mismatch`), so the memory allocated is that of ``state``.
+
+    Raises
+    ------
+    ValueError
+        If ``state`` does not load into ``skeleton``.
+    """
+    module = skeleton.to_empty(device="cpu")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights do not match the stored architecture: {exc}") from None
+    return module
+
+
+def _state_shapes(module: nn.Module) -> dict:
+    """Entry name -> shape of a module's state dict (works on the ``meta`` device)."""
+    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
+def _initialise_(model: nn.Module) -> nn.Module:
+    """torchvision's ResNet initialisation, in place: He-normal (fan-out) convs, identity BatchNorms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_parameters()
+    return model
 
 
 def build_resnet(spec: ResNetSpec) -> ResNet:
@@ -133,13 +256,7 @@ def build_resnet(spec: ResNetSpec) -> ResNet:
         setattr(model, f"layer{i}", model._make_layer(block, planes, n_blocks, stride=stride))
     model.avgpool = nn.AdaptiveAvgPool2d((1, 1))
     model.fc = nn.Linear(spec.planes[3] * block.expansion, spec.num_classes)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return model
+    return _initialise_(model)
 
 
 def spec_of(model: ResNet) -> ResNetSpec:
@@ -267,28 +384,63 @@ def save_backbone(model: ResNet, path, metadata: dict | None = None) -> None:
 def load_backbone(path, map_location: str = "cpu") -> ResNet:
     """Load a network saved by :func:`save_backbone`.
 
-    The file's architecture is rebuilt from its JSON spec and its weights are checked
-    against the stored fingerprint.
+    The file is checked before anything is allocated: its JSON spec must be a valid
+    :class:`ResNetSpec` whose state-dict shapes equal those of the tensors in the file.
+    Then the weights are loaded and checked against the stored fingerprint.
 
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If the file is not a metaprune backbone, is corrupted, or fails its fingerprint.
+        If the file is not a metaprune backbone, is corrupted, or fails its fingerprint;
+        the message names the file and the field.
     """
-    header, state = read_safetensors(path, "metaprune.backbone", "backbone")
-    model = ResNetSpec.from_dict(json.loads(header["spec"])).build()
+    header, shapes = read_header(path, "metaprune.backbone", "backbone")
+    spec = _spec_from_header(header, path)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the stored architecture: {exc}") from exc
+        skeleton = spec.skeleton(max_blocks=_max_blocks_for(len(shapes)))
+    except ValueError as exc:
+        raise ValueError(f"{path}: spec: {exc}") from None
+    problem = state_mismatch(_state_shapes(skeleton), shapes)
+    if problem is not None:
+        raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
+    try:
+        model = _materialise(skeleton, read_tensors(path, "backbone"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if fingerprint(model) != header.get("fingerprint"):
         raise ValueError(f"{path}: weights do not match the stored fingerprint (file corrupted?)")
     return model.to(map_location)
 
 
-def backbone_metadata(path) -> dict:
-    """Return the free-form metadata stored by :func:`save_backbone`."""
-    from safetensors import safe_open
+def _spec_from_header(header, path) -> ResNetSpec:
+    """The :class:`ResNetSpec` stored in a file header's ``spec`` entry.
 
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("metadata", "{}"))
+    Raises
+    ------
+    ValueError
+        Naming the file, the entry and the field, if the entry is missing or invalid.
+    """
+    try:
+        return ResNetSpec.from_dict(header_json(header, "spec", path))
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message if message.startswith(f"{path}:") else f"{path}: spec: {message}") from None
+
+
+def backbone_metadata(path) -> dict:
+    """Return the free-form metadata stored by :func:`save_backbone`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If it is not a backbone file or its metadata is not a JSON object.
+    """
+    header, _ = read_header(path, "metaprune.backbone", "backbone")
+    metadata = header_json(header, "metadata", path, default={})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: the header entry 'metadata' is not a JSON object")
+    return metadata

@@ -7,13 +7,12 @@ from pathlib import Path
 from contextlib import contextmanager
 
 import numpy as np
-import torch
 from sklearn.base import clone
 from torch import nn
 
 from ..filter_space import FilterSpace
-from ..io import build_pruned_module
-from ..models import ResNetSpec, fingerprint, spec_of
+from ..io import pruned_skeleton
+from ..models import ResNetSpec, _materialise, fingerprint, spec_of
 from ..tasks import Task
 from ..transfer import expand_state
 from ..voting import vote_counts as _count_votes
@@ -143,11 +142,11 @@ class PrunedModelBank:
         try:
             self._spec = ResNetSpec.from_dict(loads(meta["spec"], "architecture (meta)"))
             self._space = FilterSpace.from_dict(loads(meta["filter_space"], "filter space (meta)"))
-        except (KeyError, TypeError, ValueError) as exc:
+            # shapes only (no memory); every block has a group of its own, which bounds the spec's depth
+            skeleton = self._spec.skeleton(max_blocks=len(self._space))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{storage.name}: the stored architecture or filter space is invalid "
                              f"({exc})") from None
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            skeleton = self._spec.build()
         if FilterSpace.from_model(skeleton) != self._space:
             raise ValueError(f"{storage.name}: the stored filter space does not match the stored "
                              f"architecture; the bank file is damaged")
@@ -196,13 +195,9 @@ class PrunedModelBank:
         with self._lock:
             if self._backbone is None:
                 blob, sha = self._storage.backbone_weights()
-                state = decode_tensors(blob, sha, f"backbone weights in {self._storage.name}")
-                model = self._spec.build()
-                try:
-                    model.load_state_dict(state, strict=True)
-                except RuntimeError as exc:
-                    raise ValueError(f"{self._storage.name}: the backbone weights do not match the stored "
-                                     f"architecture: {exc}") from None
+                what = f"backbone weights in {self._storage.name}"
+                state = self._decoder.check_backbone_state(decode_tensors(blob, sha, what), what)
+                model = _materialise(self._spec.skeleton(), state)  # allocates the checked weights only
                 if fingerprint(model) != self.fingerprint:
                     raise ValueError(f"{self._storage.name}: the backbone weights do not match the stored "
                                      f"fingerprint; the bank file is damaged")
@@ -604,9 +599,8 @@ class PrunedModelBank:
             Physically pruned; outputs follow ``record(task_id).classes``.
         """
         record = self.record(task_id)
-        module = build_pruned_module(self._spec, record.selection, record.n_classes)
-        module.load_state_dict(record.state, strict=True)
-        return module.eval()
+        skeleton = pruned_skeleton(self._spec, record.selection, record.n_classes)
+        return _materialise(skeleton, record.state).eval()  # the record's state is checked: no full network
 
     def verify(self) -> None:
         """Check the whole file: SQLite's page-level integrity, then every stored value.

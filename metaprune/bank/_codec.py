@@ -164,12 +164,5 @@ def decode_labels(data, what: str) -> np.ndarray:
     ValueError
         If ``data`` is not a valid encoding.
     """
-    if not (isinstance(data, dict) and data.get("kind") in ("int", "str")
-            and isinstance(data.get("values"), list)):
-        raise ValueError(f"the {what} are not a valid label list: {str(data)[:80]}")
-    kind, values = data["kind"], data["values"]
-    wanted = int if kind == "int" else str
-    if not values or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"the {what} must be a non-empty list of {kind} labels")
-    classes = _classes_from_json(data)
-    return classes if kind == "int" else classes.astype(str)
+    classes = _classes_from_json(data, what)
+    return classes if data["kind"] == "int" else classes.astype(str)

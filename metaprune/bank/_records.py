@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from .._files import state_mismatch
 from .._validation import check_images
 from ..features import class_prototypes
 from ..models import fingerprint
@@ -277,17 +278,12 @@ class RowDecoder:
 
     def check_state(self, state: Mapping, selection: Selection, n_classes: int, what: str) -> dict:
         """``state`` in the architecture's key order, or a ValueError naming the first mismatch."""
-        expected = self.expected_shapes(selection, n_classes)
-        if set(state) != set(expected):
-            missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-            raise ValueError(f"the {what} do not match the pruned architecture: missing {missing[:5]}, "
-                             f"unexpected {extra[:5]}")
-        for key, (shape, dtype) in expected.items():
-            tensor = state[key]
-            if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-                raise ValueError(f"the {what} do not match the pruned architecture: {key} is {tensor.dtype} "
-                                 f"{tuple(tensor.shape)}, expected {dtype} {shape}")
-        return {key: state[key] for key in expected}
+        return _checked_state(state, self.expected_shapes(selection, n_classes), what, "pruned architecture")
+
+    def check_backbone_state(self, state: Mapping, what: str) -> dict:
+        """The full (pre-trained) ``state`` in key order, or a ValueError naming the first mismatch."""
+        expected = {name: (shape, dtype) for name, (shape, dtype, _) in self._full.items()}
+        return _checked_state(state, expected, what, "stored architecture")
 
     def state(self, text: TaskText, blob, selection: Selection, n_classes: int) -> dict:
         what = self._what(text, "weights")
@@ -315,3 +311,12 @@ class RowDecoder:
             prototypes=self.prototypes(text, blobs["prototypes"], len(classes)),
             metrics=self.mapping(text, "metrics"), config=self.mapping(text, "config"),
             estimator=text.estimator, backbone_fingerprint=text.backbone_fingerprint, created=text.created)
+
+
+def _checked_state(state: Mapping, expected: Mapping, what: str, architecture: str) -> dict:
+    """``state`` in the order of ``expected`` (name -> (shape, dtype)), or a ValueError naming a mismatch."""
+    problem = state_mismatch({name: f"{dtype} {shape}" for name, (shape, dtype) in expected.items()},
+                             {name: f"{t.dtype} {tuple(t.shape)}" for name, t in state.items()})
+    if problem is not None:
+        raise ValueError(f"the {what} do not match the {architecture}: {problem}")
+    return {name: state[name] for name in expected}
