@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from .batches import image_array, tensor_to_numpy
 
-__all__ = ["as_array", "check_images", "check_labels", "check_input_shape"]
+__all__ = ["as_array", "check_images", "check_labels", "check_input_shape", "check_device"]
 
 # Largest image side accepted in a stored input shape (a sanity bound for damaged files).
 MAX_IMAGE_SIDE = 2**16
@@ -130,3 +130,45 @@ def check_input_shape(shape, in_channels: int | None = None) -> tuple:
                          f"{in_channels}")
     return values
 
+
+def check_device(device) -> torch.device:
+    """``device`` as a :class:`torch.device` that exists on this machine, or raise a clear ValueError.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` ...
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        For a string that names no torch device, a device type metaprune does not run on
+        (``meta`` ...), or a device this machine does not have (CUDA without a GPU, an index
+        beyond the GPUs present).
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r}: expected cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cpu":
+        return parsed
+    backend = {"cuda": torch.cuda, "mps": getattr(torch.backends, "mps", None),
+               "xpu": getattr(torch, "xpu", None)}.get(parsed.type)
+    if backend is None:
+        raise ValueError(f"device {device!r}: metaprune runs on cpu, cuda or mps, not {parsed.type}")
+    if not backend.is_available():
+        raise ValueError(f"device {device!r}: no {parsed.type} device is available on this machine "
+                         f"(use cpu)")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if parsed.index is not None and parsed.index >= count:
+        raise ValueError(f"device {device!r}: this machine has {count} {parsed.type} device(s)")
+    return parsed

@@ -190,8 +190,18 @@ def _fraction(text):
     return value
 
 
+def _device(text):
+    from ._validation import check_device
+
+    try:
+        check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"),
-                  (_ratio, "float"), (_fraction, "float")):
+                  (_ratio, "float"), (_fraction, "float"), (_device, "device")):
     _f.__name__ = _name  # argparse names the type in its "invalid <type> value: ..." messages
 
 
@@ -207,7 +217,8 @@ def _common_parents():
     data.add_argument("--image-size", type=_positive_int, default=None,
                       help="resize image-folder images to this many pixels square")
     device = argparse.ArgumentParser(add_help=False)
-    device.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    device.add_argument("--device", type=_device, default="cpu",
+                        help="torch device, e.g. cpu, cuda, cuda:1; checked before any work (default: cpu)")
     seed = argparse.ArgumentParser(add_help=False)
     seed.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     return quiet, data, device, seed

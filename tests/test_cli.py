@@ -10,6 +10,8 @@ from metaprune import IterativeFilterPruner, PrunedModelBank, load_pruned
 from metaprune.cli import main
 from metaprune.models import backbone_metadata, cifar_resnet18, load_backbone, save_backbone
 
+from _safetensors import rewrite
+
 
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "metaprune", *args], capture_output=True, text=True, cwd=cwd,
@@ -65,6 +67,63 @@ def test_errors_are_one_line_with_exit_code_2(files, tmp_path):
     wrong = run("demo", "--bank-tasks", "many")
     assert wrong.returncode == 2 and "invalid int value" in wrong.stderr
     assert run("frobnicate").returncode == 2
+
+
+# Device strings no machine runs: a malformed one, a device type metaprune does not run on, a GPU index
+# beyond any machine's, and plain cuda where there is no GPU.
+BAD_DEVICES = ["nonsense", "meta", "cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+
+
+def test_device_is_checked_before_any_work(files, tmp_path, capsys):
+    backbone = files / "backbone.safetensors"
+    commands = {
+        "evaluate": ["evaluate", files / "pruned.safetensors", "--data", "digits"],
+        "prune": ["prune", "--method", "uniform", "--backbone", backbone, "--data", "digits",
+                  "--out", tmp_path / "pruned.safetensors"],
+        "build-bank": ["build-bank", "--backbone", backbone, "--data", "digits",
+                       "--bank", tmp_path / "bank.sqlite", "--n-tasks", "1"],
+        "pretrain": ["pretrain", "--data", "digits", "--out", tmp_path / "backbone.safetensors"],
+    }
+    for command, args in commands.items():
+        for device in BAD_DEVICES:
+            status, out, err = call(capsys, *args, "--device", device)
+            assert one_line_error(status, err, command) and "--device: " in err and repr(device) in err, err
+            assert out == ""
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+    if not torch.cuda.is_available():  # the issue's case, in a real process
+        proc = run("evaluate", files / "pruned.safetensors", "--data", "digits", "--device", "cuda")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert "no cuda device is available on this machine" in proc.stderr
+
+
+def _damaged_pruned_files(files, folder):
+    """The damaged pruned-network files of issue 18: huge widths in the spec, a negative input shape."""
+    blob = (files / "pruned.safetensors").read_bytes()
+    wide, huge = [2000, 4000, 8000, 16000], [10**6, 4, 8, 16]
+    return {
+        "wide": rewrite(blob, folder / "wide.safetensors", spec=lambda s: {**s, "planes": wide}),
+        "huge": rewrite(blob, folder / "huge.safetensors", spec=lambda s: {**s, "planes": huge}),
+        "negative": rewrite(blob, folder / "negative.safetensors", input_shape=lambda s: [1, -8, 8]),
+    }
+
+
+def test_damaged_pruned_files_are_one_line_errors(files, tmp_path, capsys):
+    damaged = _damaged_pruned_files(files, tmp_path)
+    for case, path in damaged.items():
+        for command in (["inspect", path], ["evaluate", path, "--data", "digits"]):
+            status, _, err = call(capsys, *command)
+            assert one_line_error(status, err, command[0]) and str(path) in err, (case, err)
+    # in a real process: one line, and the process stays small (it grew to 24 GB before the fix)
+    code = ("import resource, subprocess, sys; "
+            "p = subprocess.run([sys.executable, '-m', 'metaprune', 'inspect', "
+            f"{str(damaged['wide'])!r}], capture_output=True, text=True); "
+            "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+            "sys.stderr.write(p.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    status, peak_kib = map(int, proc.stdout.split())
+    assert status == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the spec and selection do not fit together" in proc.stderr
+    assert peak_kib < 4 * 2**20, f"inspect peaked at {peak_kib / 2**20:.1f} GiB"
 
 
 # ---------------------------------------------------------------------------------------------------------
