@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ._files import header_json, read_header, read_tensors, state_mismatch
-from ._validation import check_input_shape
+from ._validation import check_images, check_input_shape
 from .batches import forward_batches
 from .filter_space import FilterSpace
 from .models import ResNetSpec, _initialise_, _materialise, _max_blocks_for, _spec_from_header, _state_shapes
@@ -164,14 +164,70 @@ class PrunedModel:
 
     @torch.no_grad()
     def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
-        """Softmax outputs for images of shape (n, C, H, W)."""
+        """Softmax outputs for images.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, C, H, W)
+            Images of ``input_shape``, or rows of ``C * H * W`` features.
+        batch_size : int, default=256
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+
+        Raises
+        ------
+        ValueError
+            If ``X`` does not hold images of ``input_shape`` (see
+            :func:`metaprune._validation.check_images`).
+        """
+        X = self._check_images(X)
         out = [torch.softmax(self.module(batch), dim=1).cpu()
                for _, batch in forward_batches(self.module, X, batch_size)]
         return torch.cat(out).numpy()
 
     def predict(self, X) -> np.ndarray:
-        """Predicted class labels."""
+        """Predicted class labels of images (see :meth:`predict_proba`)."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def score(self, X, y) -> float:
+        """Mean accuracy on images ``X`` with true labels ``y``, as scikit-learn's ``score``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, C, H, W)
+            Images of ``input_shape``, or rows of ``C * H * W`` features.
+        y : array-like of shape (n_samples,)
+            True labels, of the kind of ``classes_``.
+
+        Returns
+        -------
+        float
+            Fraction of images whose predicted label equals ``y``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` does not hold images of ``input_shape``, or ``y`` has another number of
+            labels.
+        """
+        from sklearn.metrics import accuracy_score
+
+        predicted = self.predict(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(predicted):
+            raise ValueError(f"y must be a 1-D array with one label per image; X has {len(predicted)} images "
+                             f"and y has shape {y.shape}")
+        return float(accuracy_score(y, predicted))
+
+    def _check_images(self, X) -> np.ndarray:
+        """``X`` as float32 images of ``input_shape`` (see :func:`metaprune._validation.check_images`)."""
+        X = check_images(X, in_channels=self.input_shape[0], input_shape=self.input_shape)
+        if tuple(X.shape[1:]) != self.input_shape:
+            raise ValueError(f"X has images of shape {tuple(X.shape[1:])} (C, H, W), but the network was "
+                             f"trained on {self.input_shape}")
+        return X
 
 
 def load_pruned(path, map_location="cpu") -> PrunedModel:
