@@ -104,7 +104,7 @@ def main(argv=None):
     _, y_enc = np.unique(y, return_inverse=True)
     backbone, backbone_name = backbone_for(args.width)
     common = dict(pruning_ratio=args.ratio, n_iterations=args.iterations, prune_every=args.prune_every,
-                  lr=1e-3, batch_size=128, random_state=0)
+                  lr=1e-3, batch_size=128, random_state=0, n_threads=None)  # --threads decides
 
     # 1. physical vs. masked IFP, interleaved so both see the same machine load
     times = {"physical": [], "mask": []}

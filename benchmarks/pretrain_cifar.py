@@ -112,6 +112,7 @@ def main(argv=None):
         knn_every=args.knn_every,
         knn_data=knn_data,
         random_state=args.seed,
+        n_threads=None,  # --threads decides
         verbose=1,
     )
     if args.warmup_epochs is not None:

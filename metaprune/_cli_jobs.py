@@ -35,7 +35,7 @@ def _out_path(path):
 
 def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_size=256, lr=None,
                       warmup_epochs=0.0, checkpoint=None, resume=False, data_name="", device="cpu",
-                      random_state=0, verbose=1) -> dict:
+                      n_threads="auto", random_state=0, verbose=1) -> dict:
     """Pre-train a CIFAR-style ResNet-18 on images and save it with :func:`~metaprune.models.save_backbone`.
 
     The normalisation statistics are computed on ``data.images`` and stored in the backbone's
@@ -64,6 +64,8 @@ def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_s
     data_name : str
         How the data was named (stored in the metadata).
     device : str, default="cpu"
+    n_threads : "auto", int or None, default="auto"
+        Torch CPU threads of the estimators (see :mod:`metaprune.threads`).
     random_state : int, default=0
     verbose : int, default=1
         Show a progress bar over the epochs.
@@ -88,7 +90,7 @@ def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_s
     mean, std = scaler.mean_.tolist(), scaler.std_.tolist()
     params = dict(width=width, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs, mean=mean,
                   std=std, checkpoint_path=None if checkpoint is None else str(checkpoint), knn_every=0,
-                  device=device, random_state=random_state, verbose=verbose)
+                  device=device, n_threads=n_threads, random_state=random_state, verbose=verbose)
     if lr is not None:
         params["lr"] = lr
     if method == "supervised":
@@ -120,7 +122,7 @@ def default_prune_every(n_iterations) -> int:
 def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None, n_way=5,
                n_test_per_class=100, n_train_per_class=None, random_state=0, write_tasks_to=None,
                data_name="", n_jobs=None, pruning_ratio=0.9, n_iterations=200, prune_every=None, lr=1e-4,
-               batch_size=128, device="cpu", progress=True) -> dict:
+               batch_size=128, device="cpu", n_threads="auto", progress=True) -> dict:
     """Prune training tasks with IFP into a bank file; tasks already stored are skipped.
 
     Parameters
@@ -177,7 +179,8 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
     X, _ = preprocess(data.images, stored_normalisation(backbone_metadata(backbone_path)))
     pruner = IterativeFilterPruner(pruning_ratio=pruning_ratio, n_iterations=n_iterations,
                                    prune_every=prune_every or default_prune_every(n_iterations), lr=lr,
-                                   batch_size=batch_size, device=device, random_state=random_state)
+                                   batch_size=batch_size, device=device, n_threads=n_threads,
+                                   random_state=random_state)
     start = time.perf_counter()
     with PrunedModelBank(backbone, path=_out_path(bank_path)) as bank:
         before = set(bank.task_ids)
@@ -189,7 +192,8 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
 
 def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_name="", n_neighbors=None,
                similarity="classes", n_iterations=None, pruning_ratio=None, prune_every=None, lr=None,
-               batch_size=128, test_fraction=0.0, device="cpu", random_state=0, verbose=1) -> dict:
+               batch_size=128, test_fraction=0.0, device="cpu", n_threads="auto", random_state=0,
+               verbose=1) -> dict:
     """Prune the backbone for one task (all images of ``data``) and save the pruned network.
 
     Parameters
@@ -224,6 +228,8 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         Fraction of every class held out (:func:`metaprune._cli_data.holdout_split`) and
         scored after pruning.
     device : str, default="cpu"
+    n_threads : "auto", int or None, default="auto"
+        Torch CPU threads of the estimators (see :mod:`metaprune.threads`).
     random_state : int, default=0
         Seeds the split and the pruner.
     verbose : int, default=1
@@ -267,8 +273,8 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         X, normalisation = preprocess(data.images, normalisation)
         y = data.labels
         train, test = holdout_split(y, test_fraction, random_state)
-        common = {"batch_size": batch_size, "device": device, "random_state": random_state,
-                  "verbose": verbose}
+        common = {"batch_size": batch_size, "device": device, "n_threads": n_threads,
+                  "random_state": random_state, "verbose": verbose}
         common.update({k: v for k, v in (("lr", lr), ("n_iterations", n_iterations)) if v is not None})
         ratio = {} if pruning_ratio is None else {"pruning_ratio": pruning_ratio}
         if method == "mvp":
@@ -307,7 +313,8 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
             bank.close()
 
 
-def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="cpu") -> dict:
+def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="cpu",
+                    n_threads="auto") -> dict:
     """Accuracy of a saved pruned network on images of its classes.
 
     The images are normalised with the statistics stored in the network's metadata (by
@@ -325,6 +332,8 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
         Score only the images ``metaprune prune --test-fraction`` held out: the same data and
         the network's classes give the same split. Not with ``classes``.
     device : str, default="cpu"
+    n_threads : "auto", int or None, default="auto"
+        Torch CPU threads for the prediction pass (:func:`metaprune.threads.torch_threads`).
 
     Returns
     -------
@@ -335,6 +344,7 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
     """
     from .complexity import count_flops, count_parameters
     from .io import load_pruned
+    from .threads import torch_threads
 
     model = load_pruned(model_path, map_location=device)
     model_classes = _model_class_ids(model, data)
@@ -373,7 +383,8 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise ValueError(f"the images have shape {tuple(X.shape[1:])} (C, H, W) but the network was pruned "
                          f"on {tuple(model.input_shape)}")
-    predicted = model.predict(X)
+    with torch_threads(n_threads):
+        predicted = model.predict(X)
     report = accuracy_report(data.labels, predicted, data.class_names)
     report.update({"model": str(model_path), "classes": model_classes,
                    "n_params": count_parameters(model.module),

@@ -67,8 +67,8 @@ def _pretrain(args) -> int:
     result = pretrain_backbone(
         _data_args(args), args.out, method=args.method, width=args.width, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs, checkpoint=args.checkpoint,
-        resume=args.resume, data_name=args.data, device=args.device, random_state=args.seed,
-        verbose=0 if args.quiet else 1)
+        resume=args.resume, data_name=args.data, device=args.device, n_threads=args.threads,
+        random_state=args.seed, verbose=0 if args.quiet else 1)
     resumed = " (resumed from the checkpoint)" if result["resumed"] else ""
     print(f"backbone {result['out']}: {result['n_params']} parameters, {result['method']} for "
           f"{result['epochs']} epochs on {result['n_images']} images{resumed}, final loss "
@@ -84,7 +84,8 @@ def _build_bank(args) -> int:
         n_way=args.n_way, n_test_per_class=args.n_test_per_class, n_train_per_class=args.n_train_per_class,
         random_state=args.seed, write_tasks_to=args.write_tasks, data_name=args.data, n_jobs=args.n_jobs,
         pruning_ratio=args.pruning_ratio, n_iterations=args.iterations, prune_every=args.prune_every,
-        lr=args.lr, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+        lr=args.lr, batch_size=args.batch_size, device=args.device, n_threads=args.threads,
+        progress=not args.quiet)
     print(f"bank {result['bank']}: {result['added']} task(s) pruned and added, {result['already_stored']} "
           f"already stored; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
     return 0
@@ -107,7 +108,7 @@ def _prune(args) -> int:
         n_neighbors=args.n_neighbors, similarity=args.similarity or "classes", n_iterations=args.iterations,
         pruning_ratio=args.pruning_ratio, prune_every=args.prune_every, lr=args.lr,
         batch_size=args.batch_size, test_fraction=args.test_fraction, device=args.device,
-        random_state=args.seed, verbose=0 if args.quiet else 1)
+        n_threads=args.threads, random_state=args.seed, verbose=0 if args.quiet else 1)
     names = ", ".join(result["class_names"])
     print(f"pruned network {result['out']}: {result['method']}, classes {result['classes']} ({names}), "
           f"{result['n_train']} training images, {result['n_iter']} iterations, {result['fit_time_s']:.1f} s")
@@ -126,7 +127,7 @@ def _evaluate(args) -> int:
     from ._cli_jobs import evaluate_pruned
 
     report = evaluate_pruned(args.model, _data_args(args), classes=args.classes, held_out=args.held_out,
-                             device=args.device)
+                             device=args.device, n_threads=args.threads)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -200,8 +201,21 @@ def _device(text):
     return text
 
 
+def _threads(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--threads takes 'auto' or a positive int, got {text!r}")
+    return value
+
+
 for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"),
-                  (_ratio, "float"), (_fraction, "float"), (_device, "device")):
+                  (_ratio, "float"), (_fraction, "float"), (_device, "device"),
+                  (_threads, "threads")):
     _f.__name__ = _name  # argparse names the type in its "invalid <type> value: ..." messages
 
 
@@ -219,6 +233,9 @@ def _common_parents():
     device = argparse.ArgumentParser(add_help=False)
     device.add_argument("--device", type=_device, default="cpu",
                         help="torch device, e.g. cpu, cuda, cuda:1; checked before any work (default: cpu)")
+    device.add_argument("--threads", type=_threads, default="auto",
+                        help="torch CPU threads: 'auto' uses the cores idle when work starts (one on a busy "
+                             "machine), or a positive int (default: auto)")
     seed = argparse.ArgumentParser(add_help=False)
     seed.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     return quiet, data, device, seed

@@ -44,6 +44,7 @@ from .models import cifar_resnet18, fingerprint, spec_of
 from .batches import (canonical_strides, image_tensor, in_memory_format, module_mode, standard_format_,
                       training_memory_format)
 from .features import penultimate
+from .threads import uses_threads
 from .preprocessing import CIFAR100_MEAN, CIFAR100_STD
 
 __all__ = [
@@ -306,7 +307,8 @@ class _BasePretrainer(BaseEstimator):
 
     # parameters that may differ between a run and its resumption
     _resume_free = (
-        "checkpoint_path", "checkpoint_every", "knn_every", "knn_data", "device", "verbose", "backbone"
+        "checkpoint_path", "checkpoint_every", "knn_every", "knn_data", "device", "n_threads", "verbose",
+        "backbone",
     )
 
     def _make_objective(self, feat_dim, n_classes):  # pragma: no cover - abstract
@@ -390,6 +392,7 @@ class _BasePretrainer(BaseEstimator):
         return json.loads(header["state"]), load_file(str(path))
 
     # ---- fit -------------------------------------------------------------------------
+    @uses_threads
     def _fit(self, X, y):
         from tqdm.auto import tqdm
 
@@ -604,6 +607,13 @@ class SimSiamPretrainer(_BasePretrainer):
     knn_data : tuple (X_train, y_train, X_test, y_test), optional
         Images for the 5-way k-NN monitor (evaluation only).
     device : str, default "cpu"
+    n_threads : "auto", int or None, default "auto"
+        Threads of torch's CPU pool during ``fit`` (and its k-NN monitor passes):
+        ``"auto"`` uses the cores idle when the call starts, at most torch's current
+        setting (one on a busy 2-core machine, where a second thread only waits), an int
+        that many, None leaves torch's setting alone. The caller's setting is restored
+        afterwards. Thread counts change float rounding, so
+        pass an int for results that are bit-identical whatever the machine's load.
     random_state : int, default 0
     verbose : int, default 1
 
@@ -648,6 +658,7 @@ class SimSiamPretrainer(_BasePretrainer):
         knn_every=1,
         knn_data=None,
         device="cpu",
+        n_threads="auto",
         random_state=0,
         verbose=1,
     ):
@@ -671,6 +682,7 @@ class SimSiamPretrainer(_BasePretrainer):
         self.knn_every = knn_every
         self.knn_data = knn_data
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -726,6 +738,7 @@ class SupervisedPretrainer(_BasePretrainer):
         knn_every=1,
         knn_data=None,
         device="cpu",
+        n_threads="auto",
         random_state=0,
         verbose=1,
     ):
@@ -746,6 +759,7 @@ class SupervisedPretrainer(_BasePretrainer):
         self.knn_every = knn_every
         self.knn_data = knn_data
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 

@@ -201,7 +201,8 @@ def _backbone(path: str):
 
 def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | None, device: str, callbacks):
     common = dict(batch_size=preset.batch_size, head_epochs=preset.head_epochs, lr=cell["lr"], device=device,
-                  random_state=preset.seed, callbacks=callbacks)
+                  random_state=preset.seed, callbacks=callbacks,
+                  n_threads=None)  # run_cell pins the cell's threads
     J = cell["iterations"]
     if cell["method"] == "ifp":
         return IterativeFilterPruner(_backbone(backbones[cell.get("backbone", "ssl")]),
@@ -423,7 +424,7 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
     bank.build(todo, IterativeFilterPruner(
         pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=prune_every(preset, J),
         lr=lrs["ifp_full"], batch_size=preset.batch_size, head_epochs=preset.head_epochs, device=device,
-        random_state=preset.seed), X, y, n_jobs=preset.n_jobs, progress=False)
+        random_state=preset.seed, n_threads=None), X, y, n_jobs=preset.n_jobs, progress=False)
     bank_ids = list(bank.task_ids)
     bank_info = {"n_tasks": len(bank), "built_now": len(bank) - n_before,
                  "build_time_s_this_run": time.perf_counter() - start,

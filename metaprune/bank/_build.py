@@ -38,10 +38,27 @@ def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
     -------
     TaskRow
     """
+    from ..threads import torch_threads
+
     estimator = clone(pruner)
-    estimator.fit(X, y)
-    # the clone holds its own copy of the backbone: prototypes never share a module across threads
-    return encode_fitted(task_id, estimator, estimator.backbone, X, y, X_test, y_test)
+    with torch_threads(estimator.get_params().get("n_threads", None)):  # the fit and the prototype pass
+        estimator.fit(X, y)
+        # the clone holds its own copy of the backbone: prototypes never share a module across threads
+        return encode_fitted(task_id, estimator, estimator.backbone, X, y, X_test, y_test)
+
+
+def _share_cores(pruner, n_jobs):
+    """The pruner each worker fits: with ``n_threads="auto"`` and several workers, each
+    worker's torch pool gets ``cores // workers`` threads (at least 1), so workers never
+    oversubscribe the machine."""
+    from joblib import effective_n_jobs
+
+    from ..threads import available_cores
+
+    workers = effective_n_jobs(n_jobs)
+    if workers <= 1 or pruner.get_params().get("n_threads", None) != "auto":
+        return pruner
+    return clone(pruner).set_params(n_threads=max(1, available_cores() // workers))
 
 
 def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress=True):
@@ -76,6 +93,7 @@ def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress
             raise ValueError(f"cannot build with backend={backend!r}, n_jobs={n_jobs!r}: {exc} (the build "
                              f"needs a backend that streams results back as tasks finish: 'loky', "
                              f"'threading', 'dask'...)") from None
+        pruner = _share_cores(pruner, n_jobs)
         for row in parallel(delayed(fit_task)(pruner, *job) for job in jobs):
             on_result(row)
             bar.update(1)

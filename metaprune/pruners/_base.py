@@ -21,6 +21,7 @@ from ..filter_space import FilterSpace
 from ..head import fit_linear_head
 from ..io import save_pruned
 from ..models import fingerprint, spec_of
+from ..threads import uses_threads
 from ..training import fit_for_iterations
 
 __all__ = ["BasePruner"]
@@ -153,6 +154,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has images of shape {X.shape[1:]}, the network was fitted on {self.input_shape_}")
         return X
 
+    @uses_threads
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``.
 

@@ -11,6 +11,7 @@ from ..schedule import default_prune_fraction, kept_after_events, pruning_iterat
 from ..scores import channel_scores
 from ..selection import Selection
 from ..surgery import extract, mask_channels, shrink_
+from ..threads import uses_threads
 from ._base import BasePruner
 
 __all__ = ["IterativeFilterPruner", "keep_top_scored"]
@@ -78,6 +79,12 @@ class IterativeFilterPruner(BasePruner):
         (C, H, W) to reshape flattened rows of ``X`` to; one entry may be -1.
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    n_threads : "auto", int or None, default="auto"
+        Threads of torch's CPU pool during ``fit`` and prediction: ``"auto"`` uses the
+        cores idle when the call starts, at most torch's current setting (one on a busy
+        2-core machine, where a second thread only waits), an int that many, None leaves
+        torch's setting alone. The caller's setting is restored afterwards. Thread counts change float rounding, so
+        pass an int for results that are bit-identical whatever the machine's load.
     callbacks : list of skorch callbacks, optional
         Extra callbacks for the skorch training run (e.g. an evaluation every n steps).
     random_state : int, RandomState or None
@@ -126,8 +133,8 @@ class IterativeFilterPruner(BasePruner):
 
     def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=200, prune_every=60, prune_fraction=None,
                  head_epochs=10, head_l2=1e-3, finetune_epochs=1, lr=1e-4, batch_size=128, momentum=0.9,
-                 weight_decay=5e-4, score_batch_size=256, recalibrate_bn=True, surgery="physical", input_shape=None, device="cpu", callbacks=None,
-                 random_state=None, verbose=0):
+                 weight_decay=5e-4, score_batch_size=256, recalibrate_bn=True, surgery="physical", input_shape=None,
+                 device="cpu", n_threads="auto", callbacks=None, random_state=None, verbose=0):
         self.backbone = backbone
         self.pruning_ratio = pruning_ratio
         self.n_iterations = n_iterations
@@ -145,6 +152,7 @@ class IterativeFilterPruner(BasePruner):
         self.surgery = surgery
         self.input_shape = input_shape
         self.device = device
+        self.n_threads = n_threads
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
@@ -162,6 +170,7 @@ class IterativeFilterPruner(BasePruner):
         n_keep = space.n_keep(self.pruning_ratio)
         return {g.name: kept_after_events(g.size, n_keep[g.name], p, len(events)) for g in space}
 
+    @uses_threads
     def fit(self, X, y):
         """Prune the backbone for the task given by images ``X`` and labels ``y``.
 

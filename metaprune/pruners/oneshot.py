@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 
 from ..similarity import SharedClassSimilarity
 from ..surgery import extract
+from ..threads import uses_threads
 from ..voting import average_weights, sample_channels, uniform_channels, vote_counts
 from ._base import BasePruner
 
@@ -30,6 +31,7 @@ class _OneShotPruner(BasePruner):
         """Return ``(selection, pruned_state or None)``; None keeps the pre-trained weights."""
         raise NotImplementedError
 
+    @uses_threads
     def fit(self, X, y):
         """Build and fine-tune the pruned network for the task given by ``X`` and ``y``.
 
@@ -82,7 +84,7 @@ class UniformPruner(_OneShotPruner):
     n_iterations : int, default=100
         Fine-tuning SGD iterations.
     head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
-    recalibrate_bn, input_shape, device, callbacks, random_state, verbose
+    recalibrate_bn, input_shape, device, n_threads, callbacks, random_state, verbose
         As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
 
     Attributes
@@ -93,7 +95,8 @@ class UniformPruner(_OneShotPruner):
 
     def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=100, head_epochs=10, head_l2=1e-3,
                  lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
-                 recalibrate_bn=True, input_shape=None, device="cpu", callbacks=None, random_state=None, verbose=0):
+                 recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
+                 random_state=None, verbose=0):
         self.backbone = backbone
         self.pruning_ratio = pruning_ratio
         self.n_iterations = n_iterations
@@ -107,6 +110,7 @@ class UniformPruner(_OneShotPruner):
         self.recalibrate_bn = recalibrate_bn
         self.input_shape = input_shape
         self.device = device
+        self.n_threads = n_threads
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
@@ -149,7 +153,7 @@ class MetaVotePruner(_OneShotPruner):
     exclude_shared_classes : bool, default=False
         Forbid every bank task that shares a class with the new task.
     head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
-    recalibrate_bn, input_shape, device, callbacks, random_state, verbose
+    recalibrate_bn, input_shape, device, n_threads, callbacks, random_state, verbose
         As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
 
     Attributes
@@ -170,7 +174,8 @@ class MetaVotePruner(_OneShotPruner):
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
                  n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
                  lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
-                 recalibrate_bn=True, input_shape=None, device="cpu", callbacks=None, random_state=None, verbose=0):
+                 recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
+                 random_state=None, verbose=0):
         self.bank = bank
         self.n_neighbors = n_neighbors
         self.similarity = similarity
@@ -189,6 +194,7 @@ class MetaVotePruner(_OneShotPruner):
         self.recalibrate_bn = recalibrate_bn
         self.input_shape = input_shape
         self.device = device
+        self.n_threads = n_threads
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
