@@ -12,7 +12,9 @@ not depend on the values):
 
 "loaded" runs one competing CPU-bound process (a Python busy loop) for the whole phase, so
 one of the two cores is gone: 2x slower is the floor. Every phase is timed 3 times and the
-minimum kept. Results: ``benchmarks/results/threads.json`` and ``.md``.
+minimum kept. Then whole fits (IFP and MVP at r = 0.9, 60 iterations on 500 images; one
+SimCLR pre-training epoch) before and after ``n_threads="auto"``, quiet and loaded.
+Results: ``benchmarks/results/threads.json`` and ``.md``.
 
 Usage::
 
@@ -78,6 +80,35 @@ def phases(backbone):
     }
 
 
+def fits(backbone):
+    """Whole fits with ``n_threads`` None (torch's default pool: the behaviour before "auto") or "auto"."""
+    from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank
+    from metaprune.pretrain import SimSiamPretrainer
+    from metaprune.tasks import Task
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((500, 3, 32, 32)).astype(np.float32)
+    y = np.arange(500) % 5
+    common = dict(pruning_ratio=0.9, batch_size=128, lr=1e-2, random_state=0)
+    torch.set_num_threads(os.cpu_count())
+    bank = PrunedModelBank(backbone).build(
+        [Task(f"t{i}", (0, 1, 2, 3, 4), np.arange(i, 500, 2), []) for i in range(2)],
+        IterativeFilterPruner(n_iterations=20, prune_every=10, **common), X, y, progress=False)
+
+    def run(make):
+        return lambda n_threads: make(n_threads).fit(X, y)
+
+    return {
+        "IFP fit (60 it)": run(lambda t: IterativeFilterPruner(backbone, n_iterations=60, prune_every=20,
+                                                               finetune_epochs=0, n_threads=t, **common)),
+        "MVP fit (60 it)": run(lambda t: MetaVotePruner(bank, n_neighbors=2, n_iterations=60, n_threads=t,
+                                                        **{k: v for k, v in common.items() if k != "pruning_ratio"})),
+        "pre-training epoch": lambda t: SimSiamPretrainer(
+            backbone=backbone, method="simclr", epochs=1, batch_size=128, verbose=0, random_state=0,
+            n_threads=t).fit(X),
+    }
+
+
 def timed(fn, repeats=3):
     fn()  # warm-up (allocator, oneDNN primitive caches)
     best = float("inf")
@@ -109,6 +140,22 @@ def main(argv=None) -> int:
             if busy is not None:
                 busy.kill()
                 busy.wait()
+    fit_rows = []
+    for loaded in (False, True):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
+        try:
+            time.sleep(0.5 if loaded else 0)
+            for name, fit in fits(backbone).items():
+                for setting in (None, "auto"):
+                    torch.set_num_threads(os.cpu_count())  # torch's default: one thread per core
+                    seconds = timed(lambda: fit(setting), repeats=2)
+                    fit_rows.append({"fit": name, "n_threads": str(setting), "loaded": loaded,
+                                     "seconds": round(seconds, 3)})
+                    print(f"{name:20s} n_threads={setting!s:5s} loaded={loaded!s:5s} {seconds:8.3f} s", flush=True)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
     t = {(r["phase"], r["threads"], r["loaded"]): r["seconds"] for r in rows}
     lines = ["# Threads and load, per phase", "",
              f"`python benchmarks/bench_threads.py` on {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
@@ -118,9 +165,18 @@ def main(argv=None) -> int:
     for name in work:
         q1, q2, l1, l2 = (t[(name, n, b)] for b in (False, True) for n in (1, 2))
         lines.append(f"| {name} | {q1:.3f} | {q2:.3f} | {l1:.3f} | {l2:.3f} | {l2 / q2:.1f}x | {l1 / q1:.1f}x |")
+    f = {(r["fit"], r["n_threads"], r["loaded"]): r["seconds"] for r in fit_rows}
+    lines += ["", "Whole fits, before (`n_threads=None`: torch's pool of one thread per core) and after "
+              "(`n_threads=\"auto\"`); seconds, minimum of 2.", "",
+              "| fit | before quiet | before loaded | after quiet | after loaded | before loaded/quiet | "
+              "after loaded / after quiet | after quiet / before quiet |", "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["fit"] for r in fit_rows):
+        bq, bl, aq, al = (f[(name, s, b)] for s in ("None", "auto") for b in (False, True))
+        lines.append(f"| {name} | {bq:.2f} | {bl:.2f} | {aq:.2f} | {al:.2f} | {bl / bq:.2f}x | {al / aq:.2f}x | "
+                     f"{aq / bq:.2f} |")
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"torch": torch.__version__, "cores": os.cpu_count(), "rows": rows},
-                                                   indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"torch": torch.__version__, "cores": os.cpu_count(), "rows": rows,
+                                                    "fits": fit_rows}, indent=1))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
