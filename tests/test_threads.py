@@ -73,6 +73,10 @@ def test_parallel_bank_workers_share_the_cores():
     assert _share_cores(pruner, 1) is pruner and _share_cores(pruner, None) is pruner
     fixed = IterativeFilterPruner(cifar_resnet18(width=4), n_threads=2)
     assert _share_cores(fixed, 2) is fixed
+    assert _share_cores(fixed, 2, n_threads=1).n_threads == 1  # the build's setting wins
+    assert _share_cores(fixed, 2, n_threads="auto").n_threads == max(1, available_cores() // 2)
+    with pytest.raises(ValueError, match="n_threads"):
+        _share_cores(fixed, 2, n_threads=0)
 
 
 def test_cli_threads_option():

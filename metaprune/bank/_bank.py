@@ -373,7 +373,8 @@ class PrunedModelBank:
         self._store(row, replace=replace)
         return self
 
-    def build(self, tasks, pruner, X, y, n_jobs=None, backend=None, progress=True) -> "PrunedModelBank":
+    def build(self, tasks, pruner, X, y, n_jobs=None, backend=None, n_threads=None,
+              progress=True) -> "PrunedModelBank":
         """Prune many tasks in parallel and store each result as soon as it is computed.
 
         Tasks already in the bank are skipped, so re-running an interrupted build finishes
@@ -395,6 +396,10 @@ class PrunedModelBank:
         n_jobs : int, optional
             Parallel jobs (joblib); None uses the backend's default (one job for joblib's
             default backend, every worker of a Dask cluster).
+        n_threads : "auto", int or None, optional
+            Torch threads of each worker's fit. None: the pruner's own ``n_threads``,
+            where with ``"auto"`` and several workers each gets ``cores // workers``
+            threads; an int or ``"auto"`` replaces the pruner's setting.
         backend : str, optional
             joblib backend, e.g. ``"loky"``, ``"threading"``, or ``"dask"`` (runs on the
             cluster of the ``dask.distributed.Client`` you created). None keeps the active
@@ -429,7 +434,7 @@ class PrunedModelBank:
             template = self._template(pruner)
             jobs = ((t.task_id, *t.split(X, y)) for t in todo)
             run_jobs(template, jobs, len(todo), lambda row: self._store(row, skip_existing=True),
-                     n_jobs=n_jobs, backend=backend, progress=progress)
+                     n_jobs=n_jobs, backend=backend, n_threads=n_threads, progress=progress)
         return self
 
     def _stored_tasks(self, tasks) -> set:

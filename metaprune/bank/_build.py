@@ -47,21 +47,25 @@ def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
         return encode_fitted(task_id, estimator, estimator.backbone, X, y, X_test, y_test)
 
 
-def _share_cores(pruner, n_jobs):
-    """The pruner each worker fits: with ``n_threads="auto"`` and several workers, each
-    worker's torch pool gets ``cores // workers`` threads (at least 1), so workers never
-    oversubscribe the machine."""
+def _share_cores(pruner, n_jobs, n_threads=None):
+    """The pruner each worker fits: ``n_threads`` (when given) replaces the pruner's own; with
+    ``"auto"`` and several workers, each worker's torch pool gets ``cores // workers``
+    threads (at least 1), so workers never oversubscribe the machine."""
     from joblib import effective_n_jobs
 
-    from ..threads import available_cores
+    from ..threads import available_cores, resolve_threads
 
+    if n_threads is not None:
+        if n_threads != "auto":
+            resolve_threads(n_threads)  # a clear error for a bad value
+        pruner = clone(pruner).set_params(n_threads=n_threads)
     workers = effective_n_jobs(n_jobs)
     if workers <= 1 or pruner.get_params().get("n_threads", None) != "auto":
         return pruner
     return clone(pruner).set_params(n_threads=max(1, available_cores() // workers))
 
 
-def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress=True):
+def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, n_threads=None, progress=True):
     """Run :func:`fit_task` on every job and hand each result to ``on_result`` as it arrives.
 
     Parameters
@@ -77,6 +81,8 @@ def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress
     n_jobs : int, optional
         joblib's ``n_jobs``; None uses the backend's default (1 for joblib's default
         backend, every worker of a Dask cluster).
+    n_threads : "auto", int or None, optional
+        Threads of each worker's fit (see :func:`_share_cores`).
     backend : str, optional
         joblib backend name (``"loky"``, ``"threading"``, ``"dask"``...); None keeps the
         active joblib configuration.
@@ -93,7 +99,7 @@ def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, progress
             raise ValueError(f"cannot build with backend={backend!r}, n_jobs={n_jobs!r}: {exc} (the build "
                              f"needs a backend that streams results back as tasks finish: 'loky', "
                              f"'threading', 'dask'...)") from None
-        pruner = _share_cores(pruner, n_jobs)
+        pruner = _share_cores(pruner, n_jobs, n_threads)
         for row in parallel(delayed(fit_task)(pruner, *job) for job in jobs):
             on_result(row)
             bar.update(1)
