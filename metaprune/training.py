@@ -139,4 +139,8 @@ def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classe
             net.initialize()
     finally:  # training-time hooks are closures: drop them so the fitted net pickles
         schedule.before_step = schedule.progress = None
+    if len(schedule.records_) < n_steps:
+        # skorch's fit catches KeyboardInterrupt and returns a half-trained net as if fitted;
+        # an interrupted fit must never be stored or returned as fitted
+        raise KeyboardInterrupt(f"training interrupted after {len(schedule.records_)} of {n_steps} iterations")
     return net, schedule.records_

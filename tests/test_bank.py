@@ -430,6 +430,26 @@ def test_a_build_killed_with_sigkill_keeps_finished_tasks_and_resumes(tmp_path):
     bank.verify()
 
 
+def test_ctrl_c_during_a_task_stops_the_build_and_never_stores_that_task(tmp_path):
+    # skorch's fit swallows KeyboardInterrupt: the half-trained task used to be stored as complete
+    full = _pruner(BACKBONE).fit(*_data(TASKS[0])[:2]).n_iter_
+    path = tmp_path / "bank.sqlite"
+    process = _subprocess("build", path, 8, 0.05)
+    deadline = time.monotonic() + 60
+    seen = []
+    while not seen and process.poll() is None and time.monotonic() < deadline:
+        seen = _count(path) if path.exists() else []
+        time.sleep(0.01)
+    time.sleep(0.12)  # into the next task's training steps
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode in (-signal.SIGINT, 1, 130) and "KeyboardInterrupt" in err, err
+    bank = PrunedModelBank.open(path)
+    assert seen and 1 <= len(bank) < 8
+    assert [bank.record(t).metrics["n_iter"] for t in bank.task_ids] == [full] * len(bank)
+    bank.close()
+
+
 def test_readers_in_other_processes_only_ever_see_complete_tasks(tmp_path, fitted):
     path = tmp_path / "bank.sqlite"
     n_tasks = 15
