@@ -133,14 +133,16 @@ def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classe
                    batch_size=batch_size, device=device, callbacks=[("iteration_schedule", schedule), *callbacks],
                    iterator_train__batch_size=None, iterator_train__sampler=sampler)
     try:
+        net.initialize()
         if n_steps > 0:
-            net.fit(BatchDataset(X, y), y=None)
-        else:
-            net.initialize()
+            # skorch's fit / partial_fit catch KeyboardInterrupt and return a half-trained net as if
+            # fitted (and the caller's Ctrl-C is lost); their steps without that catch let it through
+            dataset = BatchDataset(X, y)
+            net.notify("on_train_begin", X=dataset, y=None)
+            net.fit_loop(dataset, None)
+            net.notify("on_train_end", X=dataset, y=None)
     finally:  # training-time hooks are closures: drop them so the fitted net pickles
         schedule.before_step = schedule.progress = None
-    if len(schedule.records_) < n_steps:
-        # skorch's fit catches KeyboardInterrupt and returns a half-trained net as if fitted;
-        # an interrupted fit must never be stored or returned as fitted
-        raise KeyboardInterrupt(f"training interrupted after {len(schedule.records_)} of {n_steps} iterations")
+    if len(schedule.records_) != max(n_steps, 0):  # a callback that stopped training early
+        raise RuntimeError(f"training stopped after {len(schedule.records_)} of {n_steps} iterations")
     return net, schedule.records_
