@@ -8,6 +8,7 @@ build started in a subprocess can be resumed by the test itself.
 """
 
 import json
+import signal
 import sys
 import time
 import traceback
@@ -92,6 +93,9 @@ def read(path, n_tasks, timeout):
 if __name__ == "__main__":
     mode, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
+    # Ctrl-C raises KeyboardInterrupt as in a terminal, even where the test run was started in the
+    # background (a non-interactive shell starts background jobs with SIGINT ignored, inherited here)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if mode == "build":
             build(path, n, float(sys.argv[4]))
