@@ -157,7 +157,8 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
     Returns
     -------
     dict
-        ``bank``, ``n_tasks`` (asked for), ``added``, ``already_stored``, ``bank_size``,
+        ``bank``, ``n_tasks`` (asked for), ``added`` (by this build), ``already_stored``,
+        ``left_to_others`` (being pruned by another running build), ``bank_size``,
         ``build_time_s``.
     """
     from .bank import PrunedModelBank
@@ -183,11 +184,11 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
                                    random_state=random_state)
     start = time.perf_counter()
     with PrunedModelBank(backbone, path=_out_path(bank_path)) as bank:
-        before = set(bank.task_ids)
         bank.build(tasks, pruner, X, data.labels, n_jobs=n_jobs, progress=progress)
-        stored = sum(t.task_id in before for t in tasks)
-        return {"bank": str(bank_path), "n_tasks": len(tasks), "added": len(tasks) - stored,
-                "already_stored": stored, "bank_size": len(bank), "build_time_s": time.perf_counter() - start}
+        done = bank.last_build  # what this build did, whatever other builds of the file did meanwhile
+        return {"bank": str(bank_path), "n_tasks": len(tasks), "added": len(done.added),
+                "already_stored": len(done.already_stored), "left_to_others": len(done.left_to_others),
+                "bank_size": len(bank), "build_time_s": time.perf_counter() - start}
 
 
 def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_name="", n_neighbors=None,

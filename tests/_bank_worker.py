@@ -1,6 +1,8 @@
 """Tiny shared set-up for the bank tests, and the subprocesses they start.
 
-    python tests/_bank_worker.py build PATH N_TASKS DELAY   build N_TASKS tasks into PATH, slowly
+    python tests/_bank_worker.py build PATH N_TASKS DELAY [SEED [WAIT]]
+        build N_TASKS tasks (sampled with SEED) into PATH, slowly; print "ready" once imported,
+        with WAIT=1 wait for a line on stdin before starting; print what it added (JSON)
     python tests/_bank_worker.py read PATH N_TASKS TIMEOUT  read PATH while another process writes
 
 ``setup`` gives the same data, backbone, tasks and pruner in every process (all seeded), so a
@@ -46,12 +48,20 @@ class Sleep(Callback):
         time.sleep(self.seconds)
 
 
-def build(path, n_tasks, delay):
+def build(path, n_tasks, delay, seed=0, wait=False):
+    """Build the tasks sampled with ``seed`` (the backbone is always seed 0's)."""
     from metaprune.bank import PrunedModelBank
 
-    X, y, backbone, tasks, pruner = setup(n_tasks)
+    X, y, backbone, _, pruner = setup(n_tasks)
+    tasks = setup(n_tasks, seed=seed)[3]
     pruner.set_params(callbacks=[Sleep(delay)])
-    PrunedModelBank(backbone, path).build(tasks, pruner, X, y, progress=False)
+    print("ready", flush=True)
+    if wait:
+        sys.stdin.readline()
+    bank = PrunedModelBank(backbone, path).build(tasks, pruner, X, y, progress=False)
+    summary = bank.last_build
+    print(json.dumps({"added": summary.added, "already_stored": summary.already_stored,
+                      "left_to_others": summary.left_to_others}), flush=True)
 
 
 def read(path, n_tasks, timeout):
@@ -98,7 +108,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if mode == "build":
-            build(path, n, float(sys.argv[4]))
+            build(path, n, float(sys.argv[4]), *(int(a) for a in sys.argv[5:7]))
         else:
             read(path, n, float(sys.argv[4]))
     except Exception:

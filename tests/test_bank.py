@@ -71,8 +71,19 @@ def _equal_states(a, b):
 
 def _subprocess(*args):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _ready(*processes):
+    """Wait until each worker has imported everything (it prints "ready")."""
+    for process in processes:
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+
+
+def _go(process):
+    process.stdin.write("go\n")
+    process.stdin.flush()
 
 
 # -- round trip -------------------------------------------------------------------------------------
@@ -468,3 +479,112 @@ def test_readers_in_other_processes_only_ever_see_complete_tasks(tmp_path, fitte
         summary = json.loads(out.strip().splitlines()[-1])
         assert summary["sizes"][-1] == n_tasks and summary["checked"] == n_tasks
         assert len(summary["sizes"]) > 2  # it read while tasks were being written
+
+
+# -- several builders on one file -------------------------------------------------------------------
+
+def _designs(path):
+    """Task ids whose design a build has recorded, through a separate read connection."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return [r[0] for r in conn.execute("SELECT task_id FROM designs")]
+    except sqlite3.Error:
+        return []
+
+
+def _summary(process, timeout=180):
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_concurrent_identical_builds_share_the_tasks_and_each_reports_what_it_added(tmp_path):
+    path = tmp_path / "bank.sqlite"
+    n_tasks = 6
+    builders = [_subprocess("build", path, n_tasks, 0.05, 0, 1) for _ in range(2)]
+    _ready(*builders)
+    for builder in builders:
+        _go(builder)
+    summaries = [_summary(b) for b in builders]
+    ids = {t.task_id for t in setup(n_tasks)[3]}
+    added = [set(s["added"]) for s in summaries]
+    assert not added[0] & added[1] and added[0] | added[1] == ids  # no task pruned twice, none left out
+    assert all(added)  # both did part of the work
+    for s, mine in zip(summaries, added):  # each accounts for every task exactly once
+        others = set(s["already_stored"]) | set(s["left_to_others"])
+        assert not mine & others and mine | others == ids
+    bank = PrunedModelBank.open(path)
+    assert sorted(bank.task_ids) == sorted(ids)
+    full = _pruner(BACKBONE).fit(*_data(TASKS[0])[:2]).n_iter_
+    assert [bank.record(t).metrics["n_iter"] for t in bank.task_ids] == [full] * n_tasks
+    assert bank._storage.claims() == {}  # every claim released
+    bank.verify()
+
+
+def test_a_build_of_another_design_is_refused_before_any_work(tmp_path):
+    path = tmp_path / "bank.sqlite"
+    first, other = _subprocess("build", path, 4, 0.1, 0, 1), _subprocess("build", path, 4, 0.1, 1, 1)
+    _ready(first, other)  # seed 1: other classes under the same ids
+    _go(first)
+    deadline = time.monotonic() + 60
+    while not _designs(path) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first build has registered its design
+    _go(other)
+    _, err = other.communicate(timeout=120)
+    assert first.poll() is None, "the first build ended before the second was refused"
+    assert other.returncode == 1 and "is built for another task design: task 'task-0000' is " in err, err
+    assert "nothing was pruned" in err and err.count("ValueError: ") == 1
+    summary = _summary(first)
+    bank = PrunedModelBank.open(path)
+    ours = {t.task_id: list(t.classes) for t in setup(4)[3]}
+    assert set(summary["added"]) == set(ours) == set(bank.task_ids)
+    assert {t: bank.record(t).classes.tolist() for t in bank.task_ids} == ours  # only the first design
+    # refused also once the first build is over: those ids are stored with the first design
+    X_, y_, backbone, tasks_1, pruner = setup(4, seed=1)
+    with pytest.raises(ValueError, match="task 'task-0000' is stored with the classes"):
+        bank.build(tasks_1, pruner, X_, y_, progress=False)
+    bank.close()
+
+
+def test_claims_of_a_dead_builder_are_taken_over_and_a_live_one_keeps_its_task():
+    from metaprune.bank._builders import Builder, is_alive
+
+    bank = PrunedModelBank(BACKBONE)
+    storage = bank._storage
+    designs = {t.task_id: "{}" for t in TASKS[:3]}
+    me, other = str(Builder.this_process()), str(Builder.this_process())
+    dead = str(Builder(Builder.this_process().host, 2**22 + 12345, "gone"))  # above any pid_max
+    assert storage.begin_build(dead, designs, is_alive) == []
+    assert storage.claim(dead, "task-0000", lambda owner, beat: True) == "claimed"
+    assert storage.begin_build(other, designs, is_alive) == [] and storage.claim(other, "task-0001", is_alive) == "claimed"
+    assert storage.claims() == {"task-0001": other}  # the dead builder and its claim are gone
+    assert storage.begin_build(me, designs, is_alive) == []
+    assert storage.claim(me, "task-0000", is_alive) == "claimed"  # taken over from the dead builder
+    assert storage.claim(me, "task-0001", is_alive) == "busy"  # a live builder holds it
+    other_design = {**designs, "task-0002": '{"classes": [0]}'}
+    conflicts = storage.begin_build(str(Builder.this_process()), other_design, is_alive)
+    assert [c[0] for c in conflicts] == ["task-0002"]  # a live build runs the recorded design
+    storage.end_build(other)
+    assert storage.claims() == {"task-0000": me}
+    storage.end_build(me)
+    assert storage.claims() == {}
+    assert storage.begin_build(me, other_design, is_alive) == []  # no live build, nothing stored: replaced
+    assert not is_alive(me, time.time() - 1000) and is_alive(me, time.time())
+
+
+def test_a_bank_serves_one_image_size_and_says_which(fitted):
+    bank = _store_fitted(PrunedModelBank(BACKBONE), fitted)
+    assert bank.input_shape == (1, 8, 8)
+    X16 = np.repeat(np.repeat(X, 2, axis=2), 2, axis=3)  # the same digits at 16x16
+    from metaprune import MetaVotePruner
+    task = TASKS[3]
+    X_train, y_train = task.split(X16, Y)[:2]
+    with pytest.raises(ValueError, match=r"shape \(1, 16, 16\) but the bank \(in memory\) was built on "
+                                         r"images of shape \(1, 8, 8\)"):
+        MetaVotePruner(bank, n_neighbors=2, n_iterations=1).fit(X_train, y_train)
+    with pytest.raises(ValueError, match=r"3-channel|shape \(3, 8, 8\)"):
+        MetaVotePruner(bank, n_neighbors=2, n_iterations=1).fit(np.repeat(_data(task)[0], 3, axis=1), y_train)
+    wide = _pruner(BACKBONE).fit(X_train, y_train)  # pruned on 16x16 images
+    with pytest.raises(ValueError, match=r"images of shape \(1, 16, 16\) but this bank's tasks use \(1, 8, 8\)"):
+        bank.add_fitted("wide", wide, X_train, y_train)
+    assert len(bank) == 3

@@ -7,10 +7,12 @@ Dask cluster), and answers the vectorised queries meta-vote pruning needs.
 
 Modules: ``_storage`` (SQLite schema, transactions, integrity), ``_codec`` (safetensors /
 JSON encoding), ``_records`` (fitted pruner <-> stored task), ``_build`` (parallel
-pruning), ``_bank`` (the public class).
+pruning), ``_builders`` (concurrent builds: identities, liveness, heartbeat), ``_bank``
+(the public class).
 """
 
 from ._bank import PrunedModelBank
+from ._builders import BuildSummary
 from ._records import TaskRecord
 
-__all__ = ["PrunedModelBank", "TaskRecord"]
+__all__ = ["PrunedModelBank", "BuildSummary", "TaskRecord"]

@@ -17,7 +17,8 @@ from ..tasks import Task
 from ..transfer import expand_state
 from ..voting import vote_counts as _count_votes
 from ._build import fit_task, run_jobs
-from ._codec import decode_tensors, dumps, encode_tensors, loads
+from ._builders import Builder, BuildSummary, heartbeat, is_alive
+from ._codec import decode_tensors, dumps, encode_tensors, loads, sha256_hex
 from ._records import RowDecoder, check_task_id, encode_fitted, pruner_fingerprint
 from ._storage import BankStorage
 
@@ -52,6 +53,11 @@ class PrunedModelBank:
         The bank file (None in memory).
     read_only : bool
         Whether writes are refused (see :meth:`open`).
+    input_shape : tuple of 3 int or None
+        ``(C, H, W)`` of the images its tasks were pruned on (fixed by the first task).
+    last_build : BuildSummary or None
+        What the last :meth:`build` call of this object added, found stored, and left to
+        other running builds.
 
     Raises
     ------
@@ -154,6 +160,7 @@ class PrunedModelBank:
         self._backbone = None
         self._lock = threading.Lock()
         self._cache = {}  # name -> (storage version, value): dropped as soon as any connection writes
+        self.last_build = None
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -185,6 +192,12 @@ class PrunedModelBank:
     def label_kind(self):
         """``"int"`` or ``"str"``: the type of class labels, fixed by the first task (None while empty)."""
         return self._storage.label_kind()
+
+    @property
+    def input_shape(self):
+        """``(C, H, W)`` of the images the bank's tasks were pruned on, fixed by the first task
+        (None while empty, or for a bank written before metaprune recorded it)."""
+        return self._storage.input_shape()
 
     @property
     def backbone(self) -> nn.Module:
@@ -281,8 +294,9 @@ class PrunedModelBank:
                              f"IterativeFilterPruner), got {type(pruner).__name__}")
         return clone(pruner).set_params(backbone=self.backbone)
 
-    def _store(self, row, replace=False, skip_existing=False) -> None:
-        """Check a computed task against the bank, then write it in one transaction."""
+    def _store(self, row, replace=False, skip_existing=False) -> list:
+        """Check a computed task against the bank, then write it in one transaction; return the
+        ids written (empty when ``skip_existing`` found it stored)."""
         if row.backbone_fingerprint != self.fingerprint:
             raise ValueError(f"task {row.task_id!r} was pruned from another backbone (fingerprint "
                              f"{row.backbone_fingerprint[:12]}..., the bank's is "
@@ -291,7 +305,7 @@ class PrunedModelBank:
             self._decoder.record(row.text(created=""), {"weights": row.weights, "prototypes": row.prototypes})
         except ValueError as exc:
             raise ValueError(f"task {row.task_id!r} cannot be stored: {exc}") from None
-        self._storage.write([row], replace=replace, skip_existing=skip_existing)
+        return self._storage.write([row], replace=replace, skip_existing=skip_existing)
 
     def add(self, task_id, X, y, pruner, X_test=None, y_test=None, replace=False) -> "PrunedModelBank":
         """Prune the backbone for one task and store the result.
@@ -382,6 +396,14 @@ class PrunedModelBank:
         prototypes and metrics and send back plain strings and bytes; this process writes
         each task in its own transaction as it arrives.
 
+        Several builds may run on one bank file at once (processes on this machine, or on
+        machines sharing the file): the bank records the task design each id is built for
+        (its classes and images), and a build whose design differs from the recorded one is
+        refused before any work; a build claims each task before pruning it, so concurrent
+        builds of one design share the tasks out and never do one twice. A build killed
+        (even by ``kill -9``) frees its claims: on this machine at once, elsewhere after
+        two minutes without its heartbeat. :attr:`last_build` says what this call did.
+
         Parameters
         ----------
         tasks : iterable of metaprune.tasks.Task
@@ -414,8 +436,12 @@ class PrunedModelBank:
         Raises
         ------
         ValueError
-            If a task is not a Task, ids repeat, a task does not fit ``X``/``y``, or an id
-            is stored already with other classes. Tasks stored before an error stay stored.
+            If a task is not a Task, ids repeat, a task does not fit ``X``/``y``, an id is
+            stored already with other classes, or the bank records another design for an id
+            (stored, or being built by a live build). Tasks stored before an error stay
+            stored.
+        KeyboardInterrupt
+            On Ctrl-C: the task being pruned is not stored; finished ones are.
         """
         self._check_writable()
         tasks = list(tasks)
@@ -430,24 +456,64 @@ class PrunedModelBank:
             task.split(np.empty((len(y), 0), dtype=np.uint8), y)
         done = self._stored_tasks(tasks)
         todo = [t for t in tasks if t.task_id not in done]
-        if todo:
-            template = self._template(pruner)
-            jobs = ((t.task_id, *t.split(X, y)) for t in todo)
-            run_jobs(template, jobs, len(todo), lambda row: self._store(row, skip_existing=True),
-                     n_jobs=n_jobs, backend=backend, n_threads=n_threads, progress=progress)
+        self.last_build = BuildSummary(already_stored=tuple(t.task_id for t in tasks if t.task_id in done))
+        if not todo:
+            return self
+        builder = str(Builder.this_process())
+        conflicts = self._storage.begin_build(builder, {t.task_id: _design(t) for t in tasks}, is_alive)
+        if conflicts:
+            task_id, recorded, stored = conflicts[0]
+            try:
+                theirs = loads(recorded, "task design")
+            except ValueError:
+                theirs = None
+            ours = loads(_design(next(t for t in tasks if t.task_id == task_id)), "task design")
+            raise ValueError(_conflict_message(self._storage.name, task_id, theirs, ours, stored,
+                                               len(conflicts) - 1))
+        added, stored, others = [], list(self.last_build.already_stored), []
+
+        def jobs():
+            busy = []
+            for task in todo:
+                state = self._storage.claim(builder, task.task_id, is_alive)
+                if state == "claimed":
+                    yield (task.task_id, *task.split(X, y))
+                elif state == "busy":
+                    busy.append(task)
+                else:
+                    stored.append(task.task_id)
+            for task in busy:  # once more: the build that held them may have stopped meanwhile
+                state = self._storage.claim(builder, task.task_id, is_alive)
+                if state == "claimed":
+                    yield (task.task_id, *task.split(X, y))
+                else:
+                    (others if state == "busy" else stored).append(task.task_id)
+
+        def keep(row):
+            (added if self._store(row, skip_existing=True) else stored).append(row.task_id)
+
+        try:
+            with heartbeat(lambda: self._storage.beat(builder)):
+                run_jobs(self._template(pruner), jobs(), len(todo), keep, n_jobs=n_jobs, backend=backend,
+                         n_threads=n_threads, progress=progress)
+        finally:
+            self._storage.end_build(builder)
+            self.last_build = BuildSummary(tuple(added), tuple(stored), tuple(others))
         return self
 
     def _stored_tasks(self, tasks) -> set:
-        """Ids of ``tasks`` already stored; an id stored with other classes is an error."""
+        """Ids of ``tasks`` already stored; an id stored with other classes is an error (the check
+        for banks whose designs were not recorded)."""
         done = self._storage.existing([t.task_id for t in tasks])
         if done:
             stored = {text.task_id: self._decoder.classes(text).tolist()
                       for text, _ in self._storage.read(sorted(done))}
-            for task in tasks:
-                if task.task_id in done and stored[task.task_id] != list(task.classes):
-                    raise ValueError(f"task {task.task_id!r} is stored with the classes "
-                                     f"{stored[task.task_id]} but the task to build has "
-                                     f"{list(task.classes)}; use other task ids")
+            clashes = [t for t in tasks if t.task_id in done and stored[t.task_id] != list(t.classes)]
+            if clashes:
+                task = clashes[0]
+                raise ValueError(_conflict_message(self._storage.name, task.task_id,
+                                                   {"classes": stored[task.task_id]},
+                                                   {"classes": list(task.classes)}, True, len(clashes) - 1))
         return done
 
     # -- queries -------------------------------------------------------------------------------
@@ -623,6 +689,29 @@ class PrunedModelBank:
         self.backbone  # noqa: B018  (loads and checks the fingerprint)
         for task_id in self.task_ids:
             self.record(task_id)
+
+
+def _design(task) -> str:
+    """What a task id is built for, as stored text: its classes and the digests of its images."""
+    return dumps({"classes": [int(c) for c in task.classes],
+                  "train_index": sha256_hex(np.ascontiguousarray(task.train_index, dtype=np.int64).tobytes()),
+                  "test_index": sha256_hex(np.ascontiguousarray(task.test_index, dtype=np.int64).tobytes())})
+
+
+def _conflict_message(name, task_id, theirs, ours, stored, more=0) -> str:
+    """A one-line refusal of a build whose design differs from the bank's for ``task_id``.
+
+    ``theirs`` and ``ours`` are designs (dicts with at least ``"classes"``) recorded in the
+    bank and asked for by the build; ``stored`` says whether the bank holds that task already.
+    """
+    classes = theirs.get("classes") if isinstance(theirs, dict) else None
+    differ = (f"the classes {classes} there, {ours['classes']} here" if classes != ours["classes"]
+              else "the same classes but other images")
+    why = "stored" if stored else "being built by another running build"
+    more = f" (and {more} more task(s))" if more else ""
+    return (f"{name} is built for another task design: task {task_id!r} is {why} with {differ}{more}; "
+            f"nothing was pruned. Use the same tasks (seed, task file) as that build, other task ids, or "
+            f"another bank file")
 
 
 def _ids(task_ids) -> list:

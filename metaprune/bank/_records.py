@@ -98,7 +98,7 @@ def check_task_id(task_id) -> str:
 
 
 def encode_task(task_id, classes, selection, state, *, backbone_fingerprint, prototypes=None, metrics=None,
-                config=None, estimator="") -> TaskRow:
+                config=None, estimator="", input_shape=None) -> TaskRow:
     """Encode one task's values into a :class:`TaskRow` (JSON text and safetensors bytes).
 
     Parameters
@@ -114,6 +114,8 @@ def encode_task(task_id, classes, selection, state, *, backbone_fingerprint, pro
     metrics, config : mapping, optional
         Made JSON-safe.
     estimator : str, optional
+    input_shape : sequence of 3 int, optional
+        ``(C, H, W)`` of the images the task was pruned on (the bank checks that all agree).
 
     Returns
     -------
@@ -134,7 +136,8 @@ def encode_task(task_id, classes, selection, state, *, backbone_fingerprint, pro
         selection=dumps(selection.to_dict()), metrics=dumps(json_safe(dict(metrics or {}))),
         config=dumps(json_safe(dict(config or {}))), estimator=str(estimator),
         backbone_fingerprint=str(backbone_fingerprint), weights=weights, weights_sha256=sha256_hex(weights),
-        prototypes=proto_blob, prototypes_sha256=None if proto_blob is None else sha256_hex(proto_blob))
+        prototypes=proto_blob, prototypes_sha256=None if proto_blob is None else sha256_hex(proto_blob),
+        input_shape=None if input_shape is None else dumps([int(v) for v in input_shape]))
 
 
 def pruner_config(pruner) -> dict:
@@ -218,7 +221,8 @@ def encode_fitted(task_id, pruner, backbone, X=None, y=None, X_test=None, y_test
         task_id, pruner.classes_, pruner.selection_, module.state_dict(),
         backbone_fingerprint=pruner_fingerprint(pruner), prototypes=prototypes,
         metrics=_metrics(pruner, None if y is None else len(y), X_test, y_test), config=pruner_config(pruner),
-        estimator=f"{type(pruner).__module__}.{type(pruner).__qualname__}")
+        estimator=f"{type(pruner).__module__}.{type(pruner).__qualname__}",
+        input_shape=getattr(pruner, "input_shape_", None))
 
 
 class RowDecoder:

@@ -9,6 +9,13 @@ Layout (schema version 1)::
           created, weights_sha256, prototypes_sha256, digest)     JSON / text, insertion order = seq
     weights(task_id, blob)           pruned state dict (incl. BatchNorm statistics and head)
     prototypes(task_id, blob)        class prototypes (absent for a task stored without)
+    designs(task_id, design)         the task each id was built for (JSON), recorded by builds
+    builders(owner, heartbeat)       running builds ("host:pid:token") and their last heartbeat
+    claims(task_id, owner)           tasks a running build is pruning now
+
+The last three tables coordinate builders (:meth:`BankStorage.begin_build`); a file made
+before they existed gets them when a build first opens it (older metaprune versions ignore
+them).
 
 Small text columns and large blobs live in separate tables, so scanning every task's
 classes never reads a weight page. ``digest`` is the SHA-256 of a row's text columns
@@ -22,8 +29,10 @@ and bytes) in and out of the file and guarantees their integrity.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -57,6 +66,11 @@ _SCHEMA = (
         digest TEXT NOT NULL)""",
     "CREATE TABLE weights (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
     "CREATE TABLE prototypes (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
+)
+_BUILD_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS designs (task_id TEXT PRIMARY KEY, design TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS builders (owner TEXT PRIMARY KEY, heartbeat REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS claims (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL)",
 )
 _CHUNK = 500  # ids per "IN (...)" query, well below SQLite's variable limit
 
@@ -116,6 +130,7 @@ class TaskRow:
     weights_sha256: str
     prototypes: bytes | None = None
     prototypes_sha256: str | None = None
+    input_shape: str | None = None  # JSON [C, H, W] of the images it was pruned on
 
     def text(self, created: str) -> TaskText:
         """The row's text columns, stamped with its write time."""
@@ -305,6 +320,19 @@ class BankStorage:
             row = conn.execute("SELECT value FROM meta WHERE key = 'label_kind'").fetchone()
         return None if row is None else row[0]
 
+    def input_shape(self) -> tuple | None:
+        """``(C, H, W)`` of the images the bank's tasks were pruned on, once a task states it."""
+        with self._sql() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'input_shape'").fetchone()
+        if row is None:
+            return None
+        try:
+            shape = json.loads(row[0])
+            return tuple(int(v) for v in shape)
+        except (ValueError, TypeError):
+            raise ValueError(f"{self.name}: the stored image shape {row[0][:40]!r} is not a list of ints; "
+                             f"the bank file is damaged") from None
+
     def backbone_weights(self) -> tuple:
         """``(blob, sha256)`` of the pre-trained weights."""
         with self._sql() as conn:
@@ -404,26 +432,110 @@ class BankStorage:
             If the bank is read-only, an id repeats, an id is stored already (and neither
             ``replace`` nor ``skip_existing``), or a row's label kind differs from the bank's.
         """
-        if self.read_only:
-            raise ValueError(f"{self.name} was opened read-only; open it with read_only=False to add tasks")
         rows = list(rows)
         ids = [r.task_id for r in rows]
         if len(set(ids)) != len(ids):
             repeated = sorted({t for t in ids if ids.count(t) > 1})
             raise ValueError(f"task ids repeat within one write: {repeated}")
+        with self._write_transaction() as conn:
+            return self._write_locked(conn, rows, replace, skip_existing)
+
+    @contextmanager
+    def _write_transaction(self, changes_tasks: bool = True):
+        """One ``BEGIN IMMEDIATE`` transaction: committed whole, or rolled back on any error."""
+        if self.read_only:
+            raise ValueError(f"{self.name} was opened read-only; open it with read_only=False to add tasks")
         with self._sql() as conn:
             if conn.in_transaction:
                 raise ValueError("cannot write to the bank inside a snapshot() block")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                written = self._write_locked(conn, rows, replace, skip_existing)
-                conn.execute("COMMIT")
+                yield conn
+                if conn.in_transaction:  # the block may have rolled back itself
+                    conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._writes += 1
-        return written
+            if changes_tasks:
+                self._writes += 1
+
+    # -- builders -------------------------------------------------------------------------------
+    def begin_build(self, owner: str, designs: dict, alive) -> list:
+        """Register a running build and the task design it builds, in one transaction.
+
+        Parameters
+        ----------
+        owner : str
+            The build's identity (:class:`~._builders.Builder` as text).
+        designs : dict of str to str
+            Task id -> the JSON text describing that task (its classes and images).
+        alive : callable
+            ``alive(owner, heartbeat) -> bool``, the liveness rule of builders.
+
+        Returns
+        -------
+        list of (str, str, bool)
+            The conflicts: ``(task_id, recorded design, stored)`` for each id recorded with
+            another design that is stored, or that a live build may be working on. Empty when
+            the build is registered; otherwise nothing was changed.
+        """
+        with self._write_transaction(changes_tasks=False) as conn:
+            for statement in _BUILD_SCHEMA:
+                conn.execute(statement)
+            others = self._live_builders(conn, alive)
+            recorded = dict(_select_in(conn, "SELECT task_id, design FROM designs", list(designs)))
+            stored = {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", list(recorded))}
+            conflicts = [(t, d, t in stored) for t, d in recorded.items()
+                         if d != designs[t] and (t in stored or others)]
+            if conflicts:
+                conn.execute("ROLLBACK")
+                return conflicts
+            conn.executemany("INSERT OR REPLACE INTO designs (task_id, design) VALUES (?, ?)",
+                             list(designs.items()))
+            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)",
+                         (owner, time.time()))
+        return []
+
+    def _live_builders(self, conn, alive) -> set:
+        """The live builders; dead ones and their claims are removed (inside a write transaction)."""
+        rows = conn.execute("SELECT owner, heartbeat FROM builders").fetchall()
+        dead = [(owner,) for owner, beat in rows if not alive(owner, beat)]
+        conn.executemany("DELETE FROM builders WHERE owner = ?", dead)
+        conn.execute("DELETE FROM claims WHERE owner NOT IN (SELECT owner FROM builders)")
+        return {owner for owner, _ in rows} - {owner for owner, in dead}
+
+    def claim(self, owner: str, task_id: str, alive) -> str:
+        """Claim one task for a build: ``"claimed"``, ``"stored"`` (done already) or ``"busy"``
+        (a live build is pruning it)."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            if conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone():
+                return "stored"
+            self._live_builders(conn, alive)
+            holder = conn.execute("SELECT owner FROM claims WHERE task_id = ?", (task_id,)).fetchone()
+            if holder is not None and holder[0] != owner:
+                return "busy"
+            conn.execute("INSERT OR REPLACE INTO claims (task_id, owner) VALUES (?, ?)", (task_id, owner))
+            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)", (owner, time.time()))
+        return "claimed"
+
+    def claims(self) -> dict:
+        """Task id -> the build that claims it now (empty for a file no build has opened)."""
+        with self._sql() as conn:
+            if not _has_table(conn, "claims"):
+                return {}
+            return dict(conn.execute("SELECT task_id, owner FROM claims"))
+
+    def beat(self, owner: str) -> None:
+        """Refresh a build's heartbeat."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)", (owner, time.time()))
+
+    def end_build(self, owner: str) -> None:
+        """Unregister a build and free the tasks it still claims (it stopped, finished or failed)."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+            conn.execute("DELETE FROM builders WHERE owner = ?", (owner,))
 
     def _write_locked(self, conn, rows, replace, skip_existing) -> list:
         kind = conn.execute("SELECT value FROM meta WHERE key = 'label_kind'").fetchone()
@@ -439,6 +551,7 @@ class BankStorage:
                 raise ValueError(f"task {row.task_id!r} has {row.label_kind} class labels but this bank's "
                                  f"labels are {kind}s (fixed by its first task); labels must be one global "
                                  f"kind of class id")
+        _check_input_shape(conn, rows)
         existing = {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", [r.task_id for r in rows])}
         if skip_existing:
             rows = [r for r in rows if r.task_id not in existing]
@@ -462,7 +575,30 @@ class BankStorage:
                          [(r.task_id, r.prototypes) for r in rows if r.prototypes is not None])
         conn.executemany("DELETE FROM prototypes WHERE task_id = ?",
                          [(r.task_id,) for r in rows if r.prototypes is None and r.task_id in existing])
+        if _has_table(conn, "claims"):
+            conn.executemany("DELETE FROM claims WHERE task_id = ?", [(r.task_id,) for r in rows])
         return [r.task_id for r in rows]
+
+
+def _check_input_shape(conn, rows) -> None:
+    """Every task's image shape is the bank's, fixed by the first task that states one."""
+    stored = conn.execute("SELECT value FROM meta WHERE key = 'input_shape'").fetchone()
+    shape = None if stored is None else json.loads(stored[0])
+    for row in rows:
+        if row.input_shape is None:
+            continue
+        theirs = json.loads(row.input_shape)
+        if shape is None:
+            shape = theirs
+            conn.execute("INSERT INTO meta (key, value) VALUES ('input_shape', ?)", (json.dumps(shape),))
+        elif theirs != shape:
+            raise ValueError(f"task {row.task_id!r} was pruned on images of shape {tuple(theirs)} but this "
+                             f"bank's tasks use {tuple(shape)} (fixed by its first task); one bank serves "
+                             f"one image size")
+
+
+def _has_table(conn, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def _initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, wal: bool) -> None:
@@ -477,7 +613,7 @@ def _initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, w
             if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # created meanwhile
                 conn.execute("ROLLBACK")
                 return
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, *_BUILD_SCHEMA):
                 conn.execute(statement)
             rows = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION), "created": _now(), **meta}
             conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",

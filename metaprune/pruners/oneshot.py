@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from .._validation import check_images
 from ..similarity import SharedClassSimilarity
 from ..surgery import extract
 from ..threads import uses_threads
@@ -203,6 +204,20 @@ class MetaVotePruner(_OneShotPruner):
         if self.bank is None:
             raise ValueError("MetaVotePruner needs a PrunedModelBank (bank=None given)")
         return self.bank.backbone
+
+    def _validate_fit_input(self, X, y):
+        """The checks of every pruner, and that the images are the kind the bank was built on."""
+        backbone = self._backbone()
+        images = check_images(X, None, self.input_shape, min_samples=2)
+        expected = self.bank.input_shape
+        where = f"the bank {self.bank.path}" if self.bank.path else "the bank (in memory)"
+        if images.shape[1] != backbone.conv1.in_channels or (expected is not None and images.shape[1:] != expected):
+            built_on = f"images of shape {expected}" if expected is not None else \
+                f"{backbone.conv1.in_channels}-channel images"
+            raise ValueError(f"X has images of shape {images.shape[1:]} but {where} was built on {built_on}; "
+                             f"preprocess the task's images as the bank's tasks were, or use a bank built "
+                             f"on such images")
+        return super()._validate_fit_input(images, y)
 
     def _candidates(self, classes) -> np.ndarray:
         """Boolean mask over ``bank.task_ids`` of the tasks allowed to vote."""
