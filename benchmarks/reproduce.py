@@ -50,7 +50,15 @@ def main(argv=None) -> int:
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
     cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
     if not args.report_only:
-        runner.run(preset, results, cache, device=args.device, max_cells=args.max_cells)
+        from metaprune.interrupts import terminate_as_interrupt
+
+        try:
+            with terminate_as_interrupt():  # Ctrl-C and SIGTERM: finished cells and bank tasks are kept
+                runner.run(preset, results, cache, device=args.device, max_cells=args.max_cells)
+        except KeyboardInterrupt as exc:
+            print(f"reproduce: interrupted ({exc or 'Ctrl-C'}); finished cells are kept in {results}, re-run "
+                  f"to resume", file=sys.stderr)
+            return 130
     report.write_report(results, cache)
     print(f"results: {results}")
     return 0

@@ -7,6 +7,8 @@ import torch
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from .training import fit_net
+
 __all__ = ["fit_linear_head"]
 
 
@@ -62,6 +64,6 @@ def fit_linear_head(features: np.ndarray, y: np.ndarray, n_classes: int, *, l2: 
             batch_size=-1, max_epochs=max_epochs, train_split=None, classes=list(range(n_classes)),
             device=device, verbose=0, l2=l2,
         )
-        net.fit(features, np.asarray(y, dtype=np.int64))
+        fit_net(net, features, np.asarray(y, dtype=np.int64))  # Ctrl-C propagates
         head = net.module_
     return head.cpu()

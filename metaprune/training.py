@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, Dataset, RandomSampler
 from .batches import image_tensor
 from .schedule import cosine_learning_rate
 
-__all__ = ["BatchDataset", "IterationSchedule", "make_net", "fit_for_iterations"]
+__all__ = ["BatchDataset", "IterationSchedule", "make_net", "fit_net", "fit_for_iterations"]
 
 
 class BatchDataset(Dataset):
@@ -108,6 +108,25 @@ def make_net(module: nn.Module, n_classes: int, *, lr: float, momentum: float, w
     )
 
 
+def fit_net(net, X, y=None):
+    """``net.fit(X, y)`` of skorch, except that Ctrl-C stops it with ``KeyboardInterrupt``.
+
+    skorch's ``fit`` / ``partial_fit`` catch ``KeyboardInterrupt`` and return a half-trained
+    net as if fitted, and the caller's Ctrl-C is lost (a bank would store that task as
+    complete). This runs the same steps (initialise, ``on_train_begin``, the fit loop,
+    ``on_train_end``) without that catch. Every skorch fit in metaprune goes through it.
+
+    Returns
+    -------
+    net
+    """
+    net.initialize()
+    net.notify("on_train_begin", X=X, y=y)
+    net.fit_loop(X, y)
+    net.notify("on_train_end", X=X, y=y)
+    return net
+
+
 def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int, n_steps: int, *,
                        lr: float, momentum: float, weight_decay: float, batch_size: int, device, seed: int,
                        before_step=None, callbacks=(), progress=None):
@@ -133,14 +152,10 @@ def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classe
                    batch_size=batch_size, device=device, callbacks=[("iteration_schedule", schedule), *callbacks],
                    iterator_train__batch_size=None, iterator_train__sampler=sampler)
     try:
-        net.initialize()
         if n_steps > 0:
-            # skorch's fit / partial_fit catch KeyboardInterrupt and return a half-trained net as if
-            # fitted (and the caller's Ctrl-C is lost); their steps without that catch let it through
-            dataset = BatchDataset(X, y)
-            net.notify("on_train_begin", X=dataset, y=None)
-            net.fit_loop(dataset, None)
-            net.notify("on_train_end", X=dataset, y=None)
+            fit_net(net, BatchDataset(X, y))
+        else:
+            net.initialize()
     finally:  # training-time hooks are closures: drop them so the fitted net pickles
         schedule.before_step = schedule.progress = None
     if len(schedule.records_) != max(n_steps, 0):  # a callback that stopped training early
