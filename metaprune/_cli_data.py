@@ -23,22 +23,29 @@ on the given images when there are none.
 from __future__ import annotations
 
 import json
+import numbers
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import (ImageDataset, default_cifar100_path, load_cifar100, load_digits_images,
-                       load_fashion_mnist, load_image_folder, _read_npz)
+from .datasets import (CIFAR100_ENV_VAR, ImageDataset, default_cifar100_path, load_cifar100,
+                       load_digits_images, load_fashion_mnist, load_image_folder, _read_npz)
 from .preprocessing import ImageToTensor
 from .tasks import Task
 
 __all__ = ["DATA_HELP", "load_data", "load_npz_images", "parse_classes", "select_classes",
            "stored_normalisation", "preprocess", "holdout_split", "read_tasks", "write_tasks",
-           "accuracy_report"]
+           "accuracy_report", "check_input_file", "check_output_path", "check_not_input", "stored_holdout",
+           "MAX_CLASS_ID"]
 
 DATA_HELP = ("data set: 'digits', 'cifar100[:PATH]', 'fashion-mnist[:DIR]', an image folder "
              "(root/class/*.png) or an .npz file with arrays 'images' (N,H,W[,C]) and 'labels' (N,)")
 """Help text of a ``--data`` option."""
+
+MAX_CLASS_ID = 2**16
+"""Integer labels of an ``.npz`` file without ``class_names`` must be below this (their class
+names ``"0"``, ``"1"``, ... are made up to the largest label)."""
 
 
 def load_data(spec, split="train", image_size=None) -> ImageDataset:
@@ -63,7 +70,10 @@ def load_data(spec, split="train", image_size=None) -> ImageDataset:
     Raises
     ------
     FileNotFoundError
-        If ``spec`` names neither a known data set nor an existing file or folder.
+        If ``spec`` names neither a known data set nor an existing file or folder, or
+        ``cifar100`` is asked for while the environment variable ``METAPRUNE_CIFAR100``
+        names a path that does not exist (the library warns and falls back to the default
+        places; a command line run does not silently read another copy).
     ValueError
         If the source is unreadable or the options do not apply to it.
     """
@@ -82,6 +92,10 @@ def load_data(spec, split="train", image_size=None) -> ImageDataset:
             return load_digits_images()
         if name == "fashion-mnist":
             return load_fashion_mnist(Path(location) if location else None, split=split)
+        env = os.environ.get(CIFAR100_ENV_VAR)
+        if not location and env and not Path(env).expanduser().exists():
+            raise FileNotFoundError(f"{CIFAR100_ENV_VAR}={env!r} does not exist: point it at a CIFAR-100 "
+                                    f".npz file or cifar-100-python folder, unset it, or give cifar100:PATH")
         path = Path(location).expanduser() if location else default_cifar100_path()
         if path is None:
             raise FileNotFoundError("no CIFAR-100 copy found: give cifar100:PATH (an .npz file or a "
@@ -129,7 +143,8 @@ def load_npz_images(path) -> ImageDataset:
     Raises
     ------
     ValueError
-        If an array is missing, of the wrong shape or type, or out of range.
+        If an array is missing, of the wrong shape or type, or out of range: images without
+        pixels, or integer labels of :data:`MAX_CLASS_ID` or more without ``class_names``.
     """
     arrays = _read_npz(path, required=("images", "labels"), optional=("class_names",))
     images, labels = np.asarray(arrays["images"]), np.asarray(arrays["labels"])
@@ -137,6 +152,9 @@ def load_npz_images(path) -> ImageDataset:
         images = images[..., None]
     if images.ndim != 4:
         raise ValueError(f"{path}: 'images' must have shape (N, H, W) or (N, H, W, C), got {images.shape}")
+    if 0 in images.shape[1:]:
+        raise ValueError(f"{path}: 'images' of shape {images.shape} hold no pixels; height, width and "
+                         f"channels must be positive")
     if images.shape[-1] not in (1, 3, 4) and images.shape[1] in (1, 3):
         raise ValueError(f"{path}: 'images' of shape {images.shape} look channels-first; store them as "
                          f"(N, H, W, C)")
@@ -161,6 +179,10 @@ def load_npz_images(path) -> ImageDataset:
             raise ValueError(f"{path}: integer 'labels' must be non-negative, got {labels.min()}")
         if "class_names" in arrays:
             class_names = tuple(str(n) for n in np.asarray(arrays["class_names"]).ravel())
+        elif labels.size and labels.max() >= MAX_CLASS_ID:
+            raise ValueError(f"{path}: integer 'labels' go up to {labels.max()}, but without 'class_names' "
+                             f"class ids must be below {MAX_CLASS_ID}; renumber the classes, store "
+                             f"'class_names', or store the labels as strings")
         else:
             class_names = tuple(str(c) for c in range(int(labels.max()) + 1 if labels.size else 1))
     else:
@@ -242,7 +264,7 @@ def select_classes(data, classes) -> ImageDataset:
     return data.subset(np.isin(data.labels, ids))
 
 
-def stored_normalisation(metadata):
+def stored_normalisation(metadata, source=None):
     """The normalisation statistics recorded in a backbone's or pruned network's metadata.
 
     Parameters
@@ -252,19 +274,38 @@ def stored_normalisation(metadata):
         network (:attr:`metaprune.io.PrunedModel.metadata`). ``mean`` and ``std`` are read at
         the top level, then under ``params`` (the pre-trainer's parameters, as in the shipped
         checkpoints).
+    source : str or path-like, optional
+        The file the metadata was read from, named in error messages.
 
     Returns
     -------
     tuple of (list of float, list of float) or None
         ``(mean, std)``, or None when the metadata has none.
+
+    Raises
+    ------
+    ValueError
+        If ``mean`` or ``std`` is not a number or a flat list of numbers (damaged metadata).
     """
-    for source in (metadata, (metadata or {}).get("params")):
-        if isinstance(source, dict) and source.get("mean") is not None and source.get("std") is not None:
-            return [float(v) for v in np.ravel(source["mean"])], [float(v) for v in np.ravel(source["std"])]
+    for entry in (metadata, (metadata or {}).get("params")):
+        if isinstance(entry, dict) and entry.get("mean") is not None and entry.get("std") is not None:
+            return _stat_values(entry["mean"], "mean", source), _stat_values(entry["std"], "std", source)
     return None
 
 
-def preprocess(images, normalisation=None):
+def _stat_values(value, name, source):
+    """A stored ``mean`` or ``std`` as a list of float, or a ValueError naming the file."""
+    if isinstance(value, np.ndarray):
+        value = value.ravel().tolist()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        where = f"{source}: " if source is not None else ""
+        raise ValueError(f"{where}the stored normalisation {name!r} must be a number or a list of numbers, "
+                         f"got {str(value)[:60]} (damaged metadata?)")
+    return [float(v) for v in values]
+
+
+def preprocess(images, normalisation=None, source=None):
     """Scale and normalise ``uint8`` NHWC images to float32 NCHW.
 
     Parameters
@@ -272,16 +313,63 @@ def preprocess(images, normalisation=None):
     images : ndarray of uint8, shape (N, H, W, C)
     normalisation : (mean, std), optional
         Per-channel statistics (values scaled to [0, 1]); None computes them on ``images``.
+    source : str or path-like, optional
+        The file ``normalisation`` was stored in, named when it does not fit the images.
 
     Returns
     -------
     X : ndarray of float32, shape (N, C, H, W)
     normalisation : (list of float, list of float)
         The statistics used.
+
+    Raises
+    ------
+    ValueError
+        If the statistics do not fit the images (another channel count, a zero std ...).
     """
     mean, std = ("auto", "auto") if normalisation is None else normalisation
-    transformer = ImageToTensor(mean=mean, std=std).fit(images[:1] if normalisation else images)
+    try:
+        transformer = ImageToTensor(mean=mean, std=std).fit(images[:1] if normalisation else images)
+    except ValueError as exc:
+        if normalisation is None or source is None:
+            raise
+        raise ValueError(f"the normalisation stored in {source} does not fit the images: {exc}") from None
     return transformer.transform(images), (transformer.mean_.tolist(), transformer.std_.tolist())
+
+
+def stored_holdout(metadata, source):
+    """The held-out split ``metaprune prune --test-fraction`` recorded in a pruned network's metadata.
+
+    Parameters
+    ----------
+    metadata : dict
+        :attr:`metaprune.io.PrunedModel.metadata`, with ``test_fraction`` and ``seed``.
+    source : str or path-like
+        The network's file, named in the messages.
+
+    Returns
+    -------
+    test_fraction : float
+        In (0, 1).
+    seed : int
+        The ``random_state`` of :func:`holdout_split`.
+
+    Raises
+    ------
+    ValueError
+        If the network was pruned without a held-out part, or the entries are damaged.
+    """
+    fraction = metadata.get("test_fraction")
+    if fraction is None or fraction is False or (isinstance(fraction, (int, float)) and fraction == 0):
+        raise ValueError(f"{source} was pruned without a held-out part (metaprune prune --test-fraction)")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise ValueError(f"{source}: the stored test_fraction {str(fraction)[:40]} is not a number in (0, 1) "
+                         f"(damaged metadata?)")
+    seed = metadata.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ValueError(f"{source}: the stored seed {str(seed)[:40]} is not an integer in 0..{2**32 - 1} "
+                         f"(damaged metadata?)")
+    return float(fraction), seed
 
 
 def holdout_split(labels, test_fraction, random_state=0):
@@ -338,23 +426,39 @@ def read_tasks(path) -> list:
     FileNotFoundError
         If there is no file at ``path``.
     ValueError
-        If the file is not JSON or a task is malformed.
+        If the file is not JSON, holds no task, or a task is malformed (its ``classes``,
+        ``train_index`` and ``test_index`` must be lists of integers).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no task file at {path}")
     try:
         data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a JSON task list ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f"{path} is not a JSON task list ({reason})") from None
     items = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
         raise ValueError(f"{path} must hold a list of tasks (objects with task_id, classes, train_index, "
                          f"test_index), or an object with such a list under 'tasks'")
+    if not items:
+        raise ValueError(f"{path} holds no tasks")
+    for number, item in enumerate(items):
+        for key in ("classes", "train_index", "test_index"):
+            if key in item and not _is_int_list(item[key]):
+                task = str(item.get("task_id"))[:40]
+                raise ValueError(f"{path}: task {number} ({task!r}): {key!r} must be a list of integers, "
+                                 f"got {json.dumps(item[key])[:60]}")
     try:
         return [Task.from_dict(t) for t in items]
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def _is_int_list(value) -> bool:
+    """Whether ``value`` is a list of ints that fit in int64 (bools are not ints here)."""
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63 for v in value)
 
 
 def write_tasks(path, tasks, **info) -> None:
@@ -394,3 +498,94 @@ def accuracy_report(y_true, y_pred, class_names=None) -> dict:
         per_class[name] = {"accuracy": float(np.mean(y_pred[hit] == c)), "n_images": int(hit.sum())}
     accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
     return {"accuracy": accuracy, "n_images": int(len(y_true)), "per_class": per_class}
+
+
+def check_input_file(path, what=None) -> Path:
+    """Refuse a folder where a file is read.
+
+    A missing file is left to the reader, whose message names the kind of file expected.
+
+    Parameters
+    ----------
+    path : str or path-like
+    what : str, optional
+        The kind of file, for the message (e.g. ``"backbone"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is empty or an existing folder.
+    """
+    if not str(path):
+        raise ValueError("the path is empty")
+    checked = Path(path).expanduser()
+    if checked.is_dir():
+        raise ValueError(f"{path} is a folder, not a {what + ' ' if what else ''}file")
+    return checked
+
+
+def check_output_path(path, kind="file") -> Path:
+    """Check, before any work, that a file or folder can be written at ``path``.
+
+    Missing parent folders are fine (the writers create them); a folder where a file is to
+    be written, a file where a folder is to be made, or a file among the parents is not.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kind : {"file", "folder"}, default="file"
+        What is written at ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is empty, or nothing of that kind can be written there.
+    """
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    if not str(path):
+        raise ValueError("the path is empty")
+    checked = Path(path).expanduser()
+    if kind == "file" and checked.is_dir():
+        raise ValueError(f"{path} is a folder; give the path of the file to write")
+    if kind == "folder" and checked.exists() and not checked.is_dir():
+        raise ValueError(f"{path} is a file, not a folder")
+    for parent in checked.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
+            break
+    return checked
+
+
+def check_not_input(out, inputs) -> None:
+    """Refuse an output path that is one of the input files (writing it would destroy that input).
+
+    Parameters
+    ----------
+    out : str or path-like
+        The file to write.
+    inputs : iterable of (path or None, str)
+        The input files and what they are, for the message (e.g. ``(path, "backbone")``).
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is an existing file that is one of ``inputs``.
+    """
+    out = Path(out).expanduser()
+    if not out.is_file():
+        return
+    for source, what in inputs:
+        source = None if source is None else Path(source).expanduser()
+        if source is not None and source.is_file() and os.path.samefile(out, source):
+            raise ValueError(f"the output {out} is the {what} file given: writing it would overwrite the "
+                             f"{what}; give another --out")

@@ -14,17 +14,39 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli_data import (accuracy_report, holdout_split, preprocess, read_tasks, select_classes,
-                        stored_normalisation, write_tasks)
+from ._cli_data import (accuracy_report, check_not_input, check_output_path, holdout_split, preprocess,
+                        read_tasks, select_classes, stored_holdout, stored_normalisation, write_tasks)
 
 __all__ = ["pretrain_backbone", "build_bank", "prune_task", "evaluate_pruned", "export_pruned",
            "describe_file", "default_prune_every"]
 
 
-def _check_channels(network_channels, data, what):
-    channels = data.image_shape[-1]
+def _check_channels(network_channels, data, what, input_shape=None, hint=""):
+    """Raise a ValueError when the images of ``data`` do not fit a network.
+
+    Parameters
+    ----------
+    network_channels : int
+        Input channels of the network.
+    data : ImageDataset
+        The images (N, H, W, C).
+    what : str
+        The network in the message, after "the": ``"backbone"``, ``"backbone PATH"``,
+        ``"bank PATH"`` ...
+    input_shape : tuple of 3 int, optional
+        ``(C, H, W)`` the network was fitted on (a bank's image shape); None checks the
+        channels only (a backbone takes any image size).
+    hint : str, default=""
+        What to do, appended to the message.
+    """
+    height, width, channels = data.image_shape
+    shape = (channels, height, width)
+    if input_shape is not None and tuple(input_shape) != shape:
+        raise ValueError(f"the images have shape {shape} (C, H, W) but the {what} expects images of shape "
+                         f"{tuple(input_shape)}{hint}")
     if channels != network_channels:
-        raise ValueError(f"the images have {channels} channel(s) but the {what} expects {network_channels}")
+        raise ValueError(f"the images have {channels} channel(s) but the {what} expects "
+                         f"{network_channels}{hint}")
 
 
 def _out_path(path):
@@ -164,10 +186,10 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
     from .bank import PrunedModelBank
     from .models import backbone_metadata, load_backbone
     from .pruners import IterativeFilterPruner
-    from .tasks import TaskSampler
+    from .tasks import TaskSampler, check_tasks
 
     backbone = load_backbone(backbone_path)
-    _check_channels(backbone.conv1.in_channels, data, "backbone")
+    _check_channels(backbone.conv1.in_channels, data, f"backbone {backbone_path}")
     if tasks_file is not None:
         tasks = read_tasks(tasks_file)
     else:
@@ -175,6 +197,7 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
             raise ValueError("give a number of tasks to sample or a task file")
         sampler = TaskSampler(data.labels, n_test_per_class=n_test_per_class, random_state=random_state)
         tasks = sampler.sample(n_tasks, n_way=n_way, n_train_per_class=n_train_per_class)
+    check_tasks(tasks, data.labels)  # before any file is written
     if write_tasks_to is not None:
         write_tasks(_out_path(write_tasks_to), tasks, data=data_name, n_images=len(data))
     X, _ = preprocess(data.images, stored_normalisation(backbone_metadata(backbone_path)))
@@ -242,6 +265,16 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         ``out``, ``method``, ``classes``, ``n_train``, ``n_test``, ``test_accuracy`` (None
         without a held-out part), ``n_params``, ``flops``, ``dense_params``, ``dense_flops``,
         ``n_iter``, ``fit_time_s`` and, for MVP, ``neighbors``.
+
+    Raises
+    ------
+    ValueError
+        Before any training, if an option does not apply, ``out`` is a folder or one of the
+        input files, a file is not what it should be, or the images do not fit: their
+        channels must be the backbone's and, for MVP, their shape that of the images the
+        bank's tasks were pruned on (the message names the bank and the shape it expects).
+    FileNotFoundError
+        If an input file does not exist.
     """
     from .bank import PrunedModelBank
     from .complexity import count_flops, count_parameters
@@ -259,19 +292,27 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         raise ValueError(f"similarity must be 'classes' or 'prototypes', got {similarity!r}")
     if len(np.unique(data.labels)) < 2:
         raise ValueError("a task needs images of at least two classes")
+    check_output_path(out)
+    check_not_input(out, [(backbone_path, "backbone"), (bank_path, "bank")])
     bank = None
     normalisation = None
     try:
         if backbone_path is not None:
             backbone = load_backbone(backbone_path)
-            normalisation = stored_normalisation(backbone_metadata(backbone_path))
+            normalisation = stored_normalisation(backbone_metadata(backbone_path), source=backbone_path)
         if method == "mvp":
             bank = PrunedModelBank.open(bank_path, read_only=True)
             if backbone_path is not None and fingerprint(backbone) != bank.fingerprint:
                 raise ValueError(f"{backbone_path} is not the backbone of the bank {bank_path}")
             backbone = bank.backbone
-        _check_channels(backbone.conv1.in_channels, data, "backbone")
-        X, normalisation = preprocess(data.images, normalisation)
+            built_on = bank.input_shape
+            _check_channels(backbone.conv1.in_channels, data, f"bank {bank_path}", built_on,
+                            hint=(" (the images its tasks were pruned on)" if built_on is not None else
+                                  " (its backbone's input channels)")
+                            + "; give images like those of the bank's tasks, or a bank built on such images")
+        else:
+            _check_channels(backbone.conv1.in_channels, data, f"backbone {backbone_path}")
+        X, normalisation = preprocess(data.images, normalisation, source=backbone_path)
         y = data.labels
         train, test = holdout_split(y, test_fraction, random_state)
         common = {"batch_size": batch_size, "device": device, "n_threads": n_threads,
@@ -342,6 +383,15 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
         ``model``, ``accuracy``, ``n_images``, ``per_class`` (see
         :func:`metaprune._cli_data.accuracy_report`), ``classes``, ``n_params``, ``flops``,
         ``normalisation`` (``"stored"`` or ``"computed"``).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a pruned network or is damaged (its stored normalisation or
+        held-out split included), or the data does not fit it: other class names, no image
+        of its classes, other channels or image size (the messages name the file).
+    FileNotFoundError
+        If there is no file at ``model_path``.
     """
     from .complexity import count_flops, count_parameters
     from .io import load_pruned
@@ -370,20 +420,17 @@ def evaluate_pruned(model_path, data, *, classes=None, held_out=False, device="c
             raise ValueError(f"the data has no images of the network's classes {model_classes}")
         data = data.subset(keep)
     if held_out:
-        fraction = model.metadata.get("test_fraction")
-        if not fraction:
-            raise ValueError(f"{model_path} was pruned without a held-out part (metaprune prune "
-                             f"--test-fraction)")
-        _, test = holdout_split(data.labels, float(fraction), int(model.metadata.get("seed", 0)))
+        fraction, seed = stored_holdout(model.metadata, model_path)
+        _, test = holdout_split(data.labels, fraction, seed)
         data = data.subset(test)
-    normalisation = stored_normalisation(model.metadata)
+    normalisation = stored_normalisation(model.metadata, source=model_path)
     if len(model.input_shape) == 3 and data.image_shape[-1] != model.input_shape[0]:
-        raise ValueError(f"the images have {data.image_shape[-1]} channel(s) but the network expects "
-                         f"{model.input_shape[0]}")
-    X, _ = preprocess(data.images, normalisation)
+        raise ValueError(f"the images have {data.image_shape[-1]} channel(s) but the network {model_path} "
+                         f"expects {model.input_shape[0]}")
+    X, _ = preprocess(data.images, normalisation, source=model_path)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
-        raise ValueError(f"the images have shape {tuple(X.shape[1:])} (C, H, W) but the network was pruned "
-                         f"on {tuple(model.input_shape)}")
+        raise ValueError(f"the images have shape {tuple(X.shape[1:])} (C, H, W) but the network {model_path} "
+                         f"was pruned on {tuple(model.input_shape)}")
     with torch_threads(n_threads):
         predicted = model.predict(X)
     report = accuracy_report(data.labels, predicted, data.class_names)
@@ -425,11 +472,20 @@ def export_pruned(model_path, out, fmt="torchscript") -> dict:
     -------
     dict
         ``out``, ``format``, ``bytes`` (size of the written file).
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is a folder or the network file itself, or the network file is damaged.
+    FileNotFoundError
+        If there is no network file at ``model_path``.
     """
     from .io import load_pruned
 
     if fmt not in ("torchscript", "onnx"):
         raise ValueError(f"format must be 'torchscript' or 'onnx', got {fmt!r}")
+    check_output_path(out)  # torch.jit.save raises a RuntimeError for a folder, after the export
+    check_not_input(out, [(model_path, "pruned network")])
     model = load_pruned(model_path)
     from . import export
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+
+from .interrupts import terminate_as_interrupt
 
 __all__ = ["main", "build_parser"]
 
@@ -45,8 +48,8 @@ def _demo(args) -> int:
     from .demo import DemoConfig, format_table, run_demo, save_plot
 
     cfg = DemoConfig(width=args.width, n_bank_tasks=args.bank_tasks, n_test_tasks=args.test_tasks,
-                     pretrain_epochs=args.pretrain_epochs, random_state=args.seed)
-    result = run_demo(cfg, log=(lambda *a, **k: None) if args.quiet else print)
+                     pretrain_epochs=args.pretrain_epochs, random_state=args.seed, n_threads=args.threads)
+    result = run_demo(cfg, log=None if args.quiet else print)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_results.json").write_text(json.dumps(result, indent=2, default=float))
@@ -86,8 +89,9 @@ def _build_bank(args) -> int:
         pruning_ratio=args.pruning_ratio, n_iterations=args.iterations, prune_every=args.prune_every,
         lr=args.lr, batch_size=args.batch_size, device=args.device, n_threads=args.threads,
         progress=not args.quiet)
+    others = f", {result['left_to_others']} left to another running build" if result["left_to_others"] else ""
     print(f"bank {result['bank']}: {result['added']} task(s) pruned and added, {result['already_stored']} "
-          f"already stored; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
+          f"already stored{others}; {result['bank_size']} tasks in the bank ({result['build_time_s']:.1f} s)")
     return 0
 
 
@@ -172,9 +176,68 @@ def _non_negative_int(text):
 
 def _positive_float(text):
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
     return value
+
+
+def _seed(text):
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**32 - 1}, got {text}")
+    return value
+
+
+def _n_jobs(text):
+    value = int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of jobs, or negative to count back from "
+                                         "all cores (-1: all), not 0")
+    return value
+
+
+def _checked_path(check, text, *args):
+    """``text`` when ``check(text, *args)`` passes; its ValueError as an argparse error otherwise."""
+    try:
+        check(text, *args)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _input_file(text):
+    """A file to read: not a folder (a missing file is reported by the job, which knows its kind)."""
+    from ._cli_data import check_input_file
+
+    return _checked_path(check_input_file, text)
+
+
+def _output_file(text):
+    """A file to write: not a folder, no file among its parents (missing folders are created)."""
+    from ._cli_data import check_output_path
+
+    return _checked_path(check_output_path, text, "file")
+
+
+def _output_folder(text):
+    """A folder to write into: not a file, no file among its parents."""
+    from ._cli_data import check_output_path
+
+    return _checked_path(check_output_path, text, "folder")
+
+
+def _checkpoint(text):
+    """A pre-training checkpoint path: writable, and when it exists, a readable checkpoint."""
+    from ._files import safetensors_format
+    from .pretrain import CHECKPOINT_FORMAT
+
+    _output_file(text)
+    path = Path(text).expanduser()
+    if path.is_file() and safetensors_format(path) != CHECKPOINT_FORMAT:
+        raise argparse.ArgumentTypeError(f"{text} exists but is not a readable metaprune pre-training "
+                                         f"checkpoint (damaged, or another file); delete it or give another "
+                                         f"path")
+    return text
 
 
 def _ratio(text):
@@ -215,7 +278,7 @@ def _threads(text):
 
 for _f, _name in ((_positive_int, "int"), (_non_negative_int, "int"), (_positive_float, "float"),
                   (_ratio, "float"), (_fraction, "float"), (_device, "device"),
-                  (_threads, "threads")):
+                  (_threads, "threads"), (_seed, "int"), (_n_jobs, "int")):
     _f.__name__ = _name  # argparse names the type in its "invalid <type> value: ..." messages
 
 
@@ -237,7 +300,7 @@ def _common_parents():
                         help="torch CPU threads: 'auto' uses the cores idle when work starts (one on a busy "
                              "machine), or a positive int (default: auto)")
     seed = argparse.ArgumentParser(add_help=False)
-    seed.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    seed.add_argument("--seed", type=_seed, default=0, help="random seed (default: %(default)s)")
     return quiet, data, device, seed
 
 
@@ -245,13 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``metaprune`` argument parser, one sub-parser per sub-command."""
     parser = _Parser(prog="metaprune", description="Meta-Vote Pruning of pre-trained ResNets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.subcommands = sub.choices  # name -> sub-parser, filled by add_parser below
     quiet, data, device, seed = _common_parents()
     default = " (default: %(default)s)"
 
     demo = sub.add_parser("demo", parents=[quiet],
                           help="pre-train, build a bank and compare MVP / IFP / uniform on digits",
                           description="End-to-end demo on scikit-learn's digits (no download).")
-    demo.add_argument("--out", default="metaprune-demo", help="folder for the results and plot" + default)
+    demo.add_argument("--out", type=_output_folder, default="metaprune-demo",
+                      help="folder for the results and plot" + default)
     demo.add_argument("--width", type=_positive_int, default=8,
                       help="backbone width, first stage channels" + default)
     demo.add_argument("--bank-tasks", type=_positive_int, default=16,
@@ -260,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="new tasks to compare the methods on" + default)
     demo.add_argument("--pretrain-epochs", type=_positive_int, default=30,
                       help="SimCLR epochs of the backbone" + default)
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the whole run" + default)
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed of the whole run" + default)
+    demo.add_argument("--threads", type=_threads, default="auto",
+                      help="torch CPU threads of the pre-training and of every fit: 'auto' uses the cores "
+                           "idle when each fit starts, a positive int gives results that do not depend on "
+                           "the machine's load (default: auto)")
     demo.set_defaults(func=_demo)
 
     pretrain = sub.add_parser(
@@ -269,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pre-train a CIFAR-style ResNet-18 on a data set's images and save it as a backbone "
                     "file. The normalisation statistics of the images are stored in the file and used by "
                     "build-bank and prune. With --checkpoint the run is resumable (--resume).")
-    pretrain.add_argument("--out", required=True, help="backbone file to write (.safetensors)")
+    pretrain.add_argument("--out", type=_output_file, required=True,
+                          help="backbone file to write (.safetensors)")
     pretrain.add_argument("--method", choices=("simclr", "simsiam", "supervised"), default="simclr",
                           help="objective; supervised uses the labels" + default)
     pretrain.add_argument("--width", type=_positive_int, default=8,
@@ -279,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--lr", type=_positive_float, default=None,
                           help="base learning rate (default: 0.06 self-supervised, 0.1 supervised)")
     pretrain.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up epochs" + default)
-    pretrain.add_argument("--checkpoint", default=None, help="resumable checkpoint file, written every epoch")
+    pretrain.add_argument("--checkpoint", type=_checkpoint, default=None,
+                          help="resumable checkpoint file, written every epoch")
     pretrain.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     pretrain.set_defaults(func=_pretrain)
 
@@ -290,18 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "from a task file (--tasks) or are sampled from the data (--n-tasks, same seed = same "
                     "tasks). Tasks already in the bank are skipped, so a build is resumable: re-running an "
                     "interrupted build finishes it, a larger --n-tasks extends it.")
-    bank.add_argument("--backbone", required=True, help="backbone file (from metaprune pretrain)")
-    bank.add_argument("--bank", required=True, help="bank file to create or complete (.sqlite)")
+    bank.add_argument("--backbone", type=_input_file, required=True,
+                      help="backbone file (from metaprune pretrain)")
+    bank.add_argument("--bank", type=_output_file, required=True,
+                      help="bank file to create or complete (.sqlite)")
     source = bank.add_mutually_exclusive_group(required=True)
     source.add_argument("--n-tasks", type=_positive_int, help="number of tasks to sample")
-    source.add_argument("--tasks", help="JSON task file (as written by --write-tasks)")
+    source.add_argument("--tasks", type=_input_file, help="JSON task file (as written by --write-tasks)")
     bank.add_argument("--n-way", type=_positive_int, default=5, help="classes per sampled task" + default)
     bank.add_argument("--n-test-per-class", type=_non_negative_int, default=100,
                       help="held-out images per class, for each task's test accuracy" + default)
     bank.add_argument("--n-train-per-class", type=_positive_int, default=None,
                       help="training images per class of a task (default: all the rest)")
-    bank.add_argument("--write-tasks", default=None, help="write the task list to this JSON file")
-    bank.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (joblib; -1: all cores)")
+    bank.add_argument("--write-tasks", type=_output_file, default=None,
+                      help="write the task list to this JSON file")
+    bank.add_argument("--n-jobs", type=_n_jobs, default=None, help="parallel jobs (joblib; -1: all cores)")
     bank.add_argument("--pruning-ratio", type=_ratio, default=0.9,
                       help="fraction of channels removed" + default)
     bank.add_argument("--iterations", type=_positive_int, default=200,
@@ -319,11 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "votes with the most similar tasks of --bank; IFP and uniform start from --backbone. "
                     "Prints the sizes and, with --test-fraction, the held-out accuracy.")
     prune.add_argument("--method", choices=("mvp", "ifp", "uniform"), required=True, help="pruning method")
-    prune.add_argument("--out", required=True, help="pruned network file to write (.safetensors)")
+    prune.add_argument("--out", type=_output_file, required=True,
+                       help="pruned network file to write (.safetensors)")
     prune.add_argument("--classes", default=None,
                        help="comma-separated class names or ids of the task, e.g. 3,7,9 (default: all)")
-    prune.add_argument("--bank", default=None, help="bank file (mvp)")
-    prune.add_argument("--backbone", default=None,
+    prune.add_argument("--bank", type=_input_file, default=None, help="bank file (mvp)")
+    prune.add_argument("--backbone", type=_input_file, default=None,
                        help="backbone file (ifp, uniform; for mvp optional: its normalisation statistics)")
     prune.add_argument("--n-neighbors", type=_positive_int, default=None,
                        help="voting bank tasks (mvp; default: min(10, bank size))")
@@ -347,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accuracy of a pruned network on images",
         description="Score a pruned network on the images of its classes in --data, normalised as when it "
                     "was pruned. Prints the accuracy and the accuracy per class.")
-    evaluate.add_argument("model", help="pruned network file (from metaprune prune)")
+    evaluate.add_argument("model", type=_input_file, help="pruned network file (from metaprune prune)")
     evaluate.add_argument("--classes", default=None, help="score only these classes (names or ids)")
     evaluate.add_argument("--held-out", action="store_true",
                           help="score only the images prune --test-fraction held out (same --data)")
@@ -358,10 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="export a pruned network as TorchScript or ONNX",
                             description="Write a pruned network as a TorchScript or ONNX file for "
                                         "deployment.")
-    export.add_argument("model", help="pruned network file (from metaprune prune)")
+    export.add_argument("model", type=_input_file, help="pruned network file (from metaprune prune)")
     export.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
                         help="output format" + default)
-    export.add_argument("--out", required=True, help="file to write (.pt or .onnx)")
+    export.add_argument("--out", type=_output_file, required=True, help="file to write (.pt or .onnx)")
     export.set_defaults(func=_export)
 
     inspect = sub.add_parser("inspect", parents=[quiet],
@@ -369,11 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Show a file's contents: a bank's tasks, classes, kept channels, "
                                          "sizes and FLOPs; a pruned network's classes, sizes, FLOPs and "
                                          "metadata; a backbone's groups and metadata.")
-    inspect.add_argument("path", help="a .sqlite bank, or a .safetensors pruned network / backbone")
+    inspect.add_argument("path", type=_input_file,
+                         help="a .sqlite bank, or a .safetensors pruned network / backbone")
     inspect.add_argument("--limit", type=_non_negative_int, default=20,
                          help="bank tasks listed, 0 for all" + default)
     inspect.set_defaults(func=_inspect)
     return parser
+
+
+def _command_parser(parser, command):
+    """The sub-parser of ``command`` (``parser`` itself when there is none)."""
+    return parser.subcommands.get(command, parser)
 
 
 def main(argv=None) -> int:
@@ -388,13 +469,19 @@ def main(argv=None) -> int:
     -------
     int
         Exit status: 0 on success, 2 on a usage or input error (one line on stderr), 130
-        when interrupted.
+        when interrupted by Ctrl-C or SIGTERM (what finished is kept: bank tasks, the last
+        pre-training checkpoint; nothing half-trained is written).
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse blames the top-level parser; name the sub-command (and its --help) instead
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print(f"metaprune {args.command}: interrupted", file=sys.stderr)
+        with terminate_as_interrupt():  # SIGTERM (kill, a scheduler's limit) stops a job as Ctrl-C does
+            return args.func(args)
+    except KeyboardInterrupt as exc:
+        why = f" ({exc})" if str(exc) else ""
+        print(f"metaprune {args.command}: interrupted{why}; finished results are kept", file=sys.stderr)
         return 130
     except (ValueError, OSError, ImportError) as exc:  # FileNotFoundError is an OSError
         message = " ".join(str(exc).split()) or type(exc).__name__
