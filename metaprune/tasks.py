@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["Task", "TaskSampler", "shared_classes"]
+__all__ = ["Task", "TaskSampler", "check_tasks", "shared_classes"]
 
 
 def _as_generator(random_state):
@@ -211,6 +211,38 @@ class Task:
         return tuple(parts)
 
 
+def check_tasks(tasks, labels) -> list:
+    """Check that tasks index into a data set with these labels, without touching any image.
+
+    Parameters
+    ----------
+    tasks : iterable of Task
+    labels : array-like of int, shape (n_images,)
+        The data set's global class ids.
+
+    Returns
+    -------
+    list of Task
+
+    Raises
+    ------
+    ValueError
+        If an item is not a Task, ids repeat, a position is out of range, or a task's images
+        have labels outside its classes (see :meth:`Task.split`).
+    """
+    tasks = list(tasks)
+    wrong = [type(t).__name__ for t in tasks if not isinstance(t, Task)]
+    if wrong:
+        raise ValueError(f"tasks must be metaprune.tasks.Task objects, got {wrong[:3]}")
+    ids = [t.task_id for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"task ids repeat: {sorted({t for t in ids if ids.count(t) > 1})[:5]}")
+    labels = np.asarray(labels)
+    for task in tasks:  # positions and labels: an image array of no columns copies nothing
+        task.split(np.empty((len(labels), 0), dtype=np.uint8), labels)
+    return tasks
+
+
 def shared_classes(task_a, task_b):
     """Number of classes two tasks share, ``|C_a ∩ C_b|``.
 
@@ -332,7 +364,7 @@ class TaskSampler:
         """
         n_tasks = _check_int(n_tasks, "n_tasks", 0)
         allowed = self._check_classes(classes)
-        n_way = _check_int(n_way, "n_way", 1)
+        n_way = _check_int(n_way, "n_way", 2)  # a classification task has at least 2 classes
         if n_way > len(allowed):
             raise ValueError(f"n_way={n_way} exceeds the {len(allowed)} classes available")
         self._check_n_train(n_train_per_class, allowed)

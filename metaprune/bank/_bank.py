@@ -13,7 +13,7 @@ from torch import nn
 from ..filter_space import FilterSpace
 from ..io import pruned_skeleton
 from ..models import ResNetSpec, _materialise, fingerprint, spec_of
-from ..tasks import Task
+from ..tasks import check_tasks
 from ..transfer import expand_state
 from ..voting import vote_counts as _count_votes
 from ._build import fit_task, run_jobs
@@ -436,7 +436,8 @@ class PrunedModelBank:
         Raises
         ------
         ValueError
-            If a task is not a Task, ids repeat, a task does not fit ``X``/``y``, an id is
+            If a task is not a Task, ids repeat, a task does not fit ``X``/``y``, ``X``
+            holds images of another shape than the bank's tasks, an id is
             stored already with other classes, or the bank records another design for an id
             (stored, or being built by a live build). Tasks stored before an error stay
             stored.
@@ -444,16 +445,13 @@ class PrunedModelBank:
             On Ctrl-C: the task being pruned is not stored; finished ones are.
         """
         self._check_writable()
-        tasks = list(tasks)
-        wrong = [type(t).__name__ for t in tasks if not isinstance(t, Task)]
-        if wrong:
-            raise ValueError(f"tasks must be metaprune.tasks.Task objects, got {wrong[:3]}")
-        ids = [t.task_id for t in tasks]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"task ids repeat: {sorted({t for t in ids if ids.count(t) > 1})[:5]}")
+        tasks = check_tasks(tasks, y)
         y = np.asarray(y)
-        for task in tasks:  # positions and labels, without copying any image
-            task.split(np.empty((len(y), 0), dtype=np.uint8), y)
+        shape, theirs = self.input_shape, tuple(np.shape(X)[1:])
+        if shape is not None and theirs != shape:
+            raise ValueError(f"{self._storage.name}: the bank's tasks were pruned on images of shape {shape}, X "
+                             f"has images of shape {theirs}; nothing was pruned (preprocess X as for the bank's "
+                             f"tasks, or use another bank file)")
         done = self._stored_tasks(tasks)
         todo = [t for t in tasks if t.task_id not in done]
         self.last_build = BuildSummary(already_stored=tuple(t.task_id for t in tasks if t.task_id in done))
