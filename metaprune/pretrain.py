@@ -63,7 +63,7 @@ __all__ = [
     "to_float_images",
 ]
 
-_CKPT_FORMAT = "metaprune.pretrain_checkpoint"
+CHECKPOINT_FORMAT = "metaprune.pretrain_checkpoint"
 
 
 # --------------------------------------------------------------------------------------
@@ -374,7 +374,7 @@ class _BasePretrainer(BaseEstimator):
             "optim_param_groups": osd["param_groups"],
             "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         }
-        header = {"format": _CKPT_FORMAT, "state": json.dumps(meta)}
+        header = {"format": CHECKPOINT_FORMAT, "state": json.dumps(meta)}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -382,14 +382,14 @@ class _BasePretrainer(BaseEstimator):
         os.replace(tmp, path)
 
     def _load_checkpoint(self, path):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        """``(state, tensors)`` of a checkpoint file; a damaged or foreign file is a ValueError."""
+        from ._files import header_json, read_header, read_tensors
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        if header.get("format") != _CKPT_FORMAT:
-            raise ValueError(f"{path} is not a metaprune pre-training checkpoint")
-        return json.loads(header["state"]), load_file(str(path))
+        header, _ = read_header(path, CHECKPOINT_FORMAT, "pre-training checkpoint")
+        state = header_json(header, "state", path)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: the checkpoint's 'state' entry is not a JSON object (damaged file)")
+        return state, read_tensors(path, "pre-training checkpoint")
 
     # ---- fit -------------------------------------------------------------------------
     @uses_threads

@@ -189,6 +189,13 @@ def test_checkpoint_is_safetensors_and_resume_needs_same_params(tmp_path):
     # a finished run resumes to the end at once and returns the same weights
     again = SimSiamPretrainer(epochs=1, checkpoint_path=ckpt, **SMALL).fit(_images())
     assert len(again.history_) == 1
+    # a damaged checkpoint is a clear ValueError, not the safetensors library's own error
+    blob = ckpt.read_bytes()
+    for damaged, phrase in ((blob[: len(blob) // 2], "not a readable safetensors pre-training checkpoint"),
+                            (b"\x00" * 64, "not a readable safetensors pre-training checkpoint")):
+        ckpt.write_bytes(damaged)
+        with pytest.raises(ValueError, match=phrase):
+            SimSiamPretrainer(epochs=1, checkpoint_path=ckpt, **SMALL).fit(_images())
 
 
 _KILL_SCRIPT = textwrap.dedent(
