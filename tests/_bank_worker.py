@@ -27,6 +27,18 @@ from metaprune.tasks import TaskSampler
 PRUNER = dict(pruning_ratio=0.5, n_iterations=2, prune_every=1, head_epochs=1, batch_size=32, random_state=0)
 
 
+def committed(path, column="task_id", table="tasks"):
+    """``column`` of every row of ``table`` committed so far in the bank file at ``path``, read
+    through a separate read-only connection (empty while the file is missing or being created)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return [r[0] for r in conn.execute(f"SELECT {column} FROM {table} ORDER BY rowid")]
+    except sqlite3.Error:
+        return []
+
+
 def setup(n_tasks=8, n_way=3, width=2, seed=0):
     """``(X, y, backbone, tasks, pruner)``: digits 8x8, a tiny CIFAR ResNet-18, n-way tasks."""
     X, y = load_digits(return_X_y=True)

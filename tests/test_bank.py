@@ -15,7 +15,7 @@ import pytest
 import torch
 from sklearn.base import BaseEstimator, clone
 
-from _bank_worker import PRUNER, setup
+from _bank_worker import PRUNER, committed, setup
 from metaprune import IterativeFilterPruner
 from metaprune.bank import PrunedModelBank, TaskRecord
 from metaprune.bank._records import pruner_config
@@ -406,22 +406,13 @@ def test_dask_build_stores_the_same_selections_as_a_serial_build(tmp_path):
 
 # -- crash safety and concurrency -----------------------------------------------------------------
 
-def _count(path):
-    """Tasks committed so far, through a separate read connection (0 while the file is being created)."""
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            return [r[0] for r in conn.execute("SELECT task_id FROM tasks ORDER BY seq")]
-    except sqlite3.Error:
-        return []
-
-
 def test_a_build_killed_with_sigkill_keeps_finished_tasks_and_resumes(tmp_path):
     path = tmp_path / "bank.sqlite"
     process = _subprocess("build", path, 8, 0.05)
     deadline = time.monotonic() + 60
     seen = []
     while len(seen) < 2 and process.poll() is None and time.monotonic() < deadline:
-        seen = _count(path) if path.exists() else []
+        seen = committed(path)
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     _, err = process.communicate()
@@ -449,7 +440,7 @@ def test_ctrl_c_during_a_task_stops_the_build_and_never_stores_that_task(tmp_pat
     deadline = time.monotonic() + 60
     seen = []
     while not seen and process.poll() is None and time.monotonic() < deadline:
-        seen = _count(path) if path.exists() else []
+        seen = committed(path)
         time.sleep(0.01)
     time.sleep(0.12)  # into the next task's training steps
     process.send_signal(signal.SIGINT)
@@ -482,15 +473,6 @@ def test_readers_in_other_processes_only_ever_see_complete_tasks(tmp_path, fitte
 
 
 # -- several builders on one file -------------------------------------------------------------------
-
-def _designs(path):
-    """Task ids whose design a build has recorded, through a separate read connection."""
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            return [r[0] for r in conn.execute("SELECT task_id FROM designs")]
-    except sqlite3.Error:
-        return []
-
 
 def _summary(process, timeout=180):
     out, err = process.communicate(timeout=timeout)
@@ -527,7 +509,7 @@ def test_a_build_of_another_design_is_refused_before_any_work(tmp_path):
     _ready(first, other)  # seed 1: other classes under the same ids
     _go(first)
     deadline = time.monotonic() + 60
-    while not _designs(path) and first.poll() is None and time.monotonic() < deadline:
+    while not committed(path, table="designs") and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the first build has registered its design
     _go(other)
     _, err = other.communicate(timeout=120)

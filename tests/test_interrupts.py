@@ -4,7 +4,6 @@ what finished is kept, the CLI exits 130 with one line (real subprocesses, real 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from _bank_worker import committed
 from metaprune import PrunedModelBank
 from metaprune.interrupts import terminate_as_interrupt
 from metaprune.models import cifar_resnet18, save_backbone
@@ -35,14 +35,6 @@ def _wait_for(condition, process, timeout=120):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
-
-
-def _stored(path):
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            return [r[0] for r in conn.execute("SELECT task_id FROM tasks")]
-    except sqlite3.Error:
-        return []
 
 
 def _interrupted(process, signum, command):
@@ -75,7 +67,7 @@ def test_build_bank_stopped_mid_task_keeps_finished_tasks_only(backbone_file, tm
     process = _start("build-bank", "--backbone", backbone_file, "--data", "digits", "--bank", bank_path,
                      "--n-tasks", 8, "--n-way", 3, "--n-test-per-class", 20, "--n-train-per-class", 30,
                      "--iterations", ITERATIONS, "--batch-size", 32, "--n-jobs", n_jobs, "--threads", 1, "--quiet")
-    _wait_for(lambda: len(_stored(bank_path)) >= 1, process)
+    _wait_for(lambda: len(committed(bank_path)) >= 1, process)
     time.sleep(0.3)  # into the next task's training
     _interrupted(process, signum, "build-bank")
     with PrunedModelBank.open(bank_path) as bank:
