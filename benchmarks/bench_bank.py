@@ -2,7 +2,7 @@
 
 A synthetic bank is written straight through the storage layer (running IFP 10,000 times
 is not the point): per task a random selection at r = 0.9, the backbone's weights gathered
-at it (``metaprune.transfer.gather_state``) plus a random 5-class head, a random 5-of-100
+at it (``metaprune.channels.transfer.gather_state``) plus a random 5-class head, a random 5-of-100
 class set and random prototypes. Tasks are encoded by the same function the build workers
 use and written with ``executemany``, a few hundred per transaction. The file is cached
 under ``runs/`` (git-ignored), so reruns skip the creation.
@@ -13,7 +13,7 @@ Measured:
 2. the time to open the bank, to compute its class incidence, and to load the backbone;
 3. one meta-vote query end to end (target: under 100 ms): the 10 nearest tasks by shared
    classes (incidence @ query indicator, top 10), their votes, a sampled target selection,
-   and the averaged initial weights (``metaprune.voting.average_weights``), with a per-step
+   and the averaged initial weights (``metaprune.meta.voting.average_weights``), with a per-step
    breakdown.
 
 Results go to ``benchmarks/results/bank.json`` and ``.md``.
@@ -39,11 +39,11 @@ import metaprune
 from metaprune import IterativeFilterPruner
 from metaprune.bank import PrunedModelBank
 from metaprune.bank._records import encode_task, pruner_config
-from metaprune.models import cifar_resnet18
-from metaprune.selection import Selection
-from metaprune.similarity import shared_class_counts
-from metaprune.transfer import gather_state
-from metaprune.voting import average_weights, sample_channels, vote_counts
+from metaprune.backbone.resnet import cifar_resnet18
+from metaprune.channels.selection import Selection
+from metaprune.meta.similarity import shared_class_counts
+from metaprune.channels.transfer import gather_state
+from metaprune.meta.voting import average_weights, sample_channels, vote_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -259,7 +259,7 @@ def markdown(r) -> str:
         "(the file is larger than what the cache held here).",
         "",
         "`nearest` computes `incidence @ indicator` as the sum of the query's columns of the cached bool "
-        f"incidence; `metaprune.similarity.shared_class_counts` on the same arrays takes "
+        f"incidence; `metaprune.meta.similarity.shared_class_counts` on the same arrays takes "
         f"{r['similarity_shared_class_counts_ms']:.1f} ms (it validates and converts the whole matrix to "
         "int64 on every call).",
     ]

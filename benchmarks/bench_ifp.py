@@ -6,7 +6,7 @@ a CIFAR ResNet-18, this measures in one run:
 1. the wall time of ``IterativeFilterPruner`` with physical surgery vs. the same schedule
    with masks (``surgery="mask"``), at r = 0.9 (target: physical at least 4x faster);
 2. fine-tuning throughput of the pruned network through the estimator's skorch engine
-   (``metaprune.training.fit_for_iterations``) vs. a plain PyTorch loop on a copy of the
+   (``metaprune.pruners.engine.fit_for_iterations``) vs. a plain PyTorch loop on a copy of the
    same module with the same batches (target: overhead at most 20%).
 
 Results go to ``benchmarks/results/ifp_speed.json`` and ``.md``.
@@ -31,11 +31,11 @@ from torch import nn
 
 import metaprune
 from metaprune import IterativeFilterPruner
-from metaprune.datasets import default_cifar100_path, load_cifar100
-from metaprune.models import cifar_resnet18, load_backbone
-from metaprune.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
-from metaprune.tasks import TaskSampler
-from metaprune.training import fit_for_iterations
+from metaprune.data.loaders import default_cifar100_path, load_cifar100
+from metaprune.backbone.resnet import cifar_resnet18, load_backbone
+from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
+from metaprune.data.tasks import TaskSampler
+from metaprune.pruners.engine import fit_for_iterations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHECKPOINT = Path(metaprune.__file__).resolve().parent / "checkpoints" / "cifar100_resnet18_w16_simclr.safetensors"
@@ -79,7 +79,7 @@ def plain_loop(module, X, y, n_steps, batch_size, lr, seed):
     for step in range(n_steps):
         index = order[step * batch_size:(step + 1) * batch_size]
         for group in optimizer.param_groups:
-            group["lr"] = metaprune.schedule.cosine_learning_rate(lr, step, n_steps)
+            group["lr"] = metaprune.pruners.schedule.cosine_learning_rate(lr, step, n_steps)
         optimizer.zero_grad()
         loss = loss_fn(module(X_t[index]), y_t[index])
         loss.backward()

@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 import metaprune
-from metaprune.features import penultimate_features
-from metaprune.filter_space import FilterSpace
-from metaprune.head import fit_linear_head
-from metaprune.models import load_backbone
-from metaprune.selection import Selection
-from metaprune.surgery import extract
+from metaprune.backbone.penultimate import penultimate_features
+from metaprune.channels.filter_space import FilterSpace
+from metaprune.pruners.linear_head import fit_linear_head
+from metaprune.backbone.resnet import load_backbone
+from metaprune.channels.selection import Selection
+from metaprune.channels.surgery import extract
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHECKPOINT = Path(metaprune.__file__).resolve().parent / "checkpoints" / "cifar100_resnet18_w16_simclr.safetensors"
@@ -83,8 +83,8 @@ def phases(backbone):
 def fits(backbone):
     """Whole fits with ``n_threads`` None (torch's default pool: the behaviour before "auto") or "auto"."""
     from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank
-    from metaprune.pretrain import SimSiamPretrainer
-    from metaprune.tasks import Task
+    from metaprune.backbone.pretrain import SimSiamPretrainer
+    from metaprune.data.tasks import Task
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((500, 3, 32, 32)).astype(np.float32)

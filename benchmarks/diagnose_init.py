@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 def _evaluation_cells(preset, y, results, cache):
     """The run's experiment cells, rebuilt from its seeds, bank and tuning cells."""
     from metaprune import PrunedModelBank
-    from metaprune.tasks import TaskSampler
+    from metaprune.data.tasks import TaskSampler
     sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
     tests = runner.test_tasks(preset, sampler)
     banks = runner.bank_tasks(preset, sampler, tests)

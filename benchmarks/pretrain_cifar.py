@@ -7,7 +7,7 @@ evaluation (monitor and final card), never for training or for choosing anything
 
 The run is resumable: ``--checkpoint`` names the training checkpoint (written every
 epoch, atomically); re-running the same command after a kill continues where it stopped.
-At the end it writes ``<out-dir>/<name>.safetensors`` (:func:`metaprune.models.save_backbone`)
+At the end it writes ``<out-dir>/<name>.safetensors`` (:func:`metaprune.backbone.resnet.save_backbone`)
 and a card ``<out-dir>/<name>.md``.
 
 Examples
@@ -33,8 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metaprune.models import cifar_resnet18, fingerprint, save_backbone  # noqa: E402
-from metaprune.pretrain import (  # noqa: E402
+from metaprune.backbone.resnet import cifar_resnet18, fingerprint, save_backbone  # noqa: E402
+from metaprune.backbone.pretrain import (  # noqa: E402
     SimSiamPretrainer,
     SupervisedPretrainer,
     extract_features,

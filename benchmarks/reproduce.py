@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
     cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
     if not args.report_only:
-        from metaprune.interrupts import terminate_as_interrupt
+        from metaprune.runtime.interrupts import terminate_as_interrupt
 
         try:
             with terminate_as_interrupt():  # Ctrl-C and SIGTERM: finished cells and bank tasks are kept

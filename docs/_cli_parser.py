@@ -2,7 +2,7 @@
 
 sphinx-argparse renders every help and description string as reStructuredText, where the
 command line's plain text (``root/class/*.png``) has other meanings. :func:`parser` returns
-:func:`metaprune.cli.build_parser`'s parser, built fresh at documentation time, with those
+:func:`metaprune.cli.parser.build_parser`'s parser, built fresh at documentation time, with those
 strings escaped; nothing else changes, so the page always lists the code's own options.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from metaprune.cli import build_parser
+from metaprune.cli.parser import build_parser
 
 _SPECIAL = re.compile(r"([\\*`|_])")
 
@@ -41,7 +41,7 @@ def _escape_parser(parser: argparse.ArgumentParser, seen: set) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    """``metaprune.cli.build_parser()`` with its help texts escaped for reStructuredText."""
+    """``metaprune.cli.parser.build_parser()`` with its help texts escaped for reStructuredText."""
     built = build_parser()
     _escape_parser(built, set())
     return built

@@ -65,7 +65,7 @@ def bank_query():
 
 def checkpoint_knn():
     """Held-out 5-way k-NN accuracy of the shipped backbones, and the SimCLR monitor curve."""
-    from metaprune.models import backbone_metadata
+    from metaprune.backbone.resnet import backbone_metadata
 
     cards = {name: backbone_metadata(CHECKPOINTS / f"cifar100_resnet18_w16_{name}.safetensors")
              for name in ("simclr", "supervised")}

@@ -7,7 +7,7 @@ Build (from the repository root)::
 
 Nothing here reaches the network: no intersphinx, figures are drawn from the JSON results
 committed in ``benchmarks/results/``, the CLI page is generated from
-:func:`metaprune.cli.build_parser`.
+:func:`metaprune.cli.parser.build_parser`.
 """
 
 from __future__ import annotations

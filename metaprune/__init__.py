@@ -2,17 +2,27 @@
 
 Implements "Vote for Nearest Neighbors Meta-Pruning of Self-Supervised Networks"
 (Meta-Vote Pruning) as scikit-learn-style estimators on skorch-wrapped torchvision ResNets.
+
+The subpackages follow the data flow: :mod:`~metaprune.data` (images in, tasks) ->
+:mod:`~metaprune.backbone` (the pre-trained network) -> :mod:`~metaprune.channels` (the filter
+space and pruned networks) -> :mod:`~metaprune.pruners` (the estimators and their training
+engine) -> :mod:`~metaprune.bank` (pruned training tasks) -> :mod:`~metaprune.meta` (similarity
+and votes), with :mod:`~metaprune.analysis`, :mod:`~metaprune.export`, :mod:`~metaprune.demo`,
+:mod:`~metaprune.cli` and :mod:`~metaprune.runtime` around them.
 """
 
-from .bank import PrunedModelBank
-from .filter_space import ChannelGroup, FilterSpace
-from .io import PrunedModel, load_pruned
-from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner
-from .selection import Selection
-from .similarity import PrototypeSimilarity, SharedClassSimilarity, TaskSimilarity
-from .surgery import extract
+from ._aliases import install as _install_aliases
 
-__version__ = "0.1.0.dev0"
+_install_aliases()  # metaprune.models, metaprune.tasks... (the flat layout of 0.1) still import
+
+from .bank import PrunedModelBank  # noqa: E402
+from .channels.filter_space import ChannelGroup, FilterSpace  # noqa: E402
+from .channels.pruned_model import PrunedModel, load_pruned  # noqa: E402
+from .channels.selection import Selection  # noqa: E402
+from .channels.surgery import extract  # noqa: E402
+from .meta.similarity import PrototypeSimilarity, SharedClassSimilarity, TaskSimilarity  # noqa: E402
+from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner  # noqa: E402
+from ._version import __version__  # noqa: E402
 
 __all__ = ["ChannelGroup", "FilterSpace", "IterativeFilterPruner", "MetaVotePruner", "PrototypeSimilarity",
            "PrunedModel", "PrunedModelBank", "Selection", "SharedClassSimilarity", "TaskSimilarity",

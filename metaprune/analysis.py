@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .batches import forward_batches
-from .filter_space import FilterSpace
-from .selection import Selection
-from .transfer import expand_state, gather_state
-from .voting import iou_per_group, vote_counts
+from .data.batches import forward_batches
+from .channels.filter_space import FilterSpace
+from .channels.selection import Selection
+from .channels.transfer import expand_state, gather_state
+from .meta.voting import iou_per_group, vote_counts
 
 __all__ = ["iou_per_group", "vote_recall", "covered_histogram", "weight_change", "selection_at",
            "TrainingMonitor"]
@@ -157,7 +157,7 @@ def weight_change(before: Mapping, selection_before: Selection, after: Mapping, 
 
     Examples
     --------
-    >>> from metaprune.models import cifar_resnet18
+    >>> from metaprune.backbone.resnet import cifar_resnet18
     >>> net = cifar_resnet18(width=2)
     >>> space = FilterSpace.from_model(net)
     >>> full = Selection.full(space)

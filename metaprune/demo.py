@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from .bank import PrunedModelBank
-from .datasets import load_digits_images
-from .models import cifar_resnet18, fingerprint
-from .preprocessing import ImageToTensor
-from .pretrain import SimSiamPretrainer
+from .data.loaders import load_digits_images
+from .backbone.resnet import cifar_resnet18, fingerprint
+from .data.preprocessing import ImageToTensor
+from .backbone.pretrain import SimSiamPretrainer
 from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner
-from .tasks import TaskSampler
-from .threads import resolve_threads
+from .data.tasks import TaskSampler
+from .runtime.threads import resolve_threads
 
 __all__ = ["DemoConfig", "run_demo", "format_table", "save_plot"]
 
@@ -231,7 +231,7 @@ def run_demo(cfg: DemoConfig | None = None, log=print, progress_every: int = 5) 
     -------
     dict
         ``config`` (the fields of ``cfg``), ``backbone_fingerprint`` (SHA-256 of the pre-trained
-        weights, :func:`~metaprune.models.fingerprint`: equal in two runs exactly when their
+        weights, :func:`~metaprune.backbone.resnet.fingerprint`: equal in two runs exactly when their
         backbones are bit-identical), ``bank_accuracy`` (held-out accuracy of every bank
         task), ``dense_params`` and ``rows`` (one dict per new task and method: accuracy,
         iterations, fit time, parameters, FLOPs, training FLOPs, and the kept channels of every

@@ -1,6 +1,6 @@
 """Deployment export of pruned networks: TorchScript and ONNX files that carry their labels.
 
-metaprune's own format (:func:`metaprune.io.save_pruned` / :func:`metaprune.io.load_pruned`)
+metaprune's own format (:func:`metaprune.channels.pruned_model.save_pruned` / :func:`metaprune.channels.pruned_model.load_pruned`)
 needs metaprune to rebuild the network. The files written here need only a runtime:
 
 * :func:`export_torchscript` writes a TorchScript archive that ``torch.jit.load`` runs
@@ -44,10 +44,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from ._validation import check_input_shape
-from .batches import standard_format_
-from .io import PrunedModel, _classes_from_json, _classes_to_json
-from .pruners._base import BasePruner
+from .data.checks import check_input_shape
+from .data.batches import standard_format_
+from .channels.pruned_model import PrunedModel, _classes_from_json, _classes_to_json
+from .pruners.base import BasePruner
 
 __all__ = ["export_torchscript", "load_torchscript", "export_onnx", "read_onnx_metadata"]
 
@@ -71,7 +71,7 @@ def _deployable(model, input_shape=None):
     ----------
     model : fitted pruner or PrunedModel
         A fitted :class:`~metaprune.IterativeFilterPruner`, :class:`~metaprune.MetaVotePruner`
-        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.io.PrunedModel` from
+        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.channels.pruned_model.PrunedModel` from
         :func:`~metaprune.load_pruned`.
     input_shape : tuple of 3 int, optional
         (C, H, W) to export for; default: the shape the network was fitted on.
@@ -144,7 +144,7 @@ def _check_exported(run, module: nn.Module, shape, what: str) -> None:
 
 
 def _metadata_json(classes, input_shape, model) -> str:
-    from . import __version__
+    from ._version import __version__
 
     return json.dumps({
         "format": FORMAT,
@@ -197,7 +197,7 @@ def export_torchscript(model, path, input_shape=None) -> Path:
     ----------
     model : fitted pruner or PrunedModel
         A fitted :class:`~metaprune.IterativeFilterPruner`, :class:`~metaprune.MetaVotePruner`
-        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.io.PrunedModel` returned
+        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.channels.pruned_model.PrunedModel` returned
         by :func:`~metaprune.load_pruned`. It is not modified.
     path : str or path-like
         File to write (conventionally ``.pt``).
@@ -292,7 +292,7 @@ def export_onnx(model, path, input_shape=None, opset=17) -> Path:
     ----------
     model : fitted pruner or PrunedModel
         A fitted :class:`~metaprune.IterativeFilterPruner`, :class:`~metaprune.MetaVotePruner`
-        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.io.PrunedModel` returned
+        or :class:`~metaprune.UniformPruner`, or a :class:`~metaprune.channels.pruned_model.PrunedModel` returned
         by :func:`~metaprune.load_pruned`. It is not modified.
     path : str or path-like
         File to write (conventionally ``.onnx``).

@@ -21,8 +21,8 @@ from skorch.callbacks import Callback
 from sklearn.datasets import load_digits
 
 from metaprune import IterativeFilterPruner
-from metaprune.models import cifar_resnet18
-from metaprune.tasks import TaskSampler
+from metaprune.backbone.resnet import cifar_resnet18
+from metaprune.data.tasks import TaskSampler
 
 PRUNER = dict(pruning_ratio=0.5, n_iterations=2, prune_every=1, head_epochs=1, batch_size=32, random_state=0)
 

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank, UniformPruner
-from metaprune.models import cifar_resnet18
-from metaprune.pretrain import SimSiamPretrainer
-from metaprune.tasks import Task
+from metaprune.backbone.resnet import cifar_resnet18
+from metaprune.backbone.pretrain import SimSiamPretrainer
+from metaprune.data.tasks import Task
 
 torch.set_num_threads(1)
 

@@ -20,10 +20,10 @@ def _threads_independent_of_load():
 
     Tests check behaviour, not the machine's load: here "auto" sees every core idle, so it
     means torch's own setting (what tests and benchmarks pin), on a busy CI machine too.
-    ``tests/test_threads.py`` checks the real measurement.
+    ``tests/test_runtime_threads.py`` checks the real measurement.
     """
-    import metaprune.threads
+    import metaprune.runtime.threads
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(metaprune.threads, "idle_cores", metaprune.threads.available_cores)
+        patch.setattr(metaprune.runtime.threads, "idle_cores", metaprune.runtime.threads.available_cores)
         yield

@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from metaprune.selection import Selection
+from metaprune.channels.selection import Selection
 
 
 @st.composite

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from metaprune import IterativeFilterPruner
 from metaprune.analysis import (TrainingMonitor, covered_histogram, selection_at, vote_recall,
                                 weight_change)
-from metaprune.filter_space import FilterSpace
-from metaprune.models import cifar_resnet18
-from metaprune.selection import Selection
+from metaprune.channels.filter_space import FilterSpace
+from metaprune.backbone.resnet import cifar_resnet18
+from metaprune.channels.selection import Selection
 
 SIZE = 12
 
@@ -62,7 +62,7 @@ def test_weight_change_compares_only_shared_weights():
     state = {k: v.clone() for k, v in net.state_dict().items()}
     later = {g: np.arange(1, space.sizes[g]) for g in space.names}  # channel 0 pruned everywhere
     later = Selection(later, space)
-    from metaprune.transfer import gather_state
+    from metaprune.channels.transfer import gather_state
     after = gather_state(state, later, space)
     after = {k: v + 0.5 if k == "conv1.weight" else v for k, v in after.items()}
     change = weight_change(state, full, after, later, space)

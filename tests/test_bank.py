@@ -20,11 +20,11 @@ from metaprune import IterativeFilterPruner
 from metaprune.bank import PrunedModelBank, TaskRecord
 from metaprune.bank._records import pruner_config
 from metaprune.bank._storage import TaskText
-from metaprune.features import class_prototypes
-from metaprune.filter_space import FilterSpace
-from metaprune.models import cifar_resnet18, fingerprint, spec_of
-from metaprune.tasks import Task
-from metaprune.transfer import expand_state
+from metaprune.backbone.penultimate import class_prototypes
+from metaprune.channels.filter_space import FilterSpace
+from metaprune.backbone.resnet import cifar_resnet18, fingerprint, spec_of
+from metaprune.data.tasks import Task
+from metaprune.channels.transfer import expand_state
 
 WORKER = Path(__file__).with_name("_bank_worker.py")
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from metaprune import IterativeFilterPruner, PrunedModelBank, load_pruned
-from metaprune.cli import main
-from metaprune.models import backbone_metadata, cifar_resnet18, load_backbone, save_backbone
+from metaprune.cli.parser import main
+from metaprune.backbone.resnet import backbone_metadata, cifar_resnet18, load_backbone, save_backbone
 
 from _safetensors import rewrite
 
@@ -290,8 +290,8 @@ def test_prune_ifp_and_uniform_then_evaluate_and_inspect(pretrained, run_dir, ca
 def test_npz_and_image_folder_data(pretrained, tmp_path, capsys):
     from PIL import Image
 
-    from metaprune._cli_data import load_data
-    from metaprune.datasets import load_digits_images
+    from metaprune.cli.data_args import load_data
+    from metaprune.data.loaders import load_digits_images
 
     digits = load_digits_images()
     keep = np.flatnonzero(np.isin(digits.labels, [2, 5, 8]))[:60]
@@ -451,8 +451,8 @@ def test_user_errors_are_one_line_with_exit_code_2(pretrained, bank_built, mvp_p
 def test_data_argument_helpers(tmp_path):
     from pathlib import Path
 
-    from metaprune._cli_data import holdout_split, load_npz_images, parse_classes, stored_normalisation
-    from metaprune.preprocessing import CIFAR100_MEAN, CIFAR100_STD
+    from metaprune.cli.data_args import holdout_split, load_npz_images, parse_classes, stored_normalisation
+    from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD
 
     # a class name wins over an id; other integers are ids
     assert parse_classes("dog, 3,1", ("cat", "dog", "3", "bird")) == [1, 2]

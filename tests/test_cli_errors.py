@@ -3,14 +3,14 @@
 One parametrised test walks the error paths of every sub-command: bad numbers and choices,
 missing and conflicting options, missing, damaged and wrong files, folders given for files,
 devices and thread counts, data that does not fit a backbone, bank or pruned network, and
-damaged task files and metadata. Each case runs ``metaprune.cli.main`` in this process and
+damaged task files and metadata. Each case runs ``metaprune.cli.parser.main`` in this process and
 checks the exit status, that stderr is exactly one line ``metaprune <command>: error: ...``
 (argparse's usage errors end with ``(see 'metaprune <command> --help')``), that the line
 holds a key phrase of the message, that nothing was printed on stdout or warned, and that
 nothing was written to the output folder.
 
 The inputs are tiny files made once per module: width-2 CIFAR ResNet-18 backbones saved
-with :func:`metaprune.models.save_backbone`, a bank of two 2-iteration IFP tasks on digits
+with :func:`metaprune.backbone.resnet.save_backbone`, a bank of two 2-iteration IFP tasks on digits
 (``tests/_bank_worker.setup``), pruned networks, a pre-training checkpoint, and damaged
 copies of them.
 """
@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from metaprune.bank import PrunedModelBank
-from metaprune.cli import main
-from metaprune.models import cifar_resnet18, save_backbone
+from metaprune.cli.parser import main
+from metaprune.backbone.resnet import cifar_resnet18, save_backbone
 
 from _bank_worker import setup
 from _safetensors import rewrite

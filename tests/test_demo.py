@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from metaprune import demo
-from metaprune.cli import main
+from metaprune.cli.parser import main
 from metaprune.demo import DemoConfig, format_table, run_demo
-from metaprune.pretrain import SimSiamPretrainer
+from metaprune.backbone.pretrain import SimSiamPretrainer
 from metaprune.pruners import IterativeFilterPruner
 from metaprune.pruners.oneshot import _OneShotPruner
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import metaprune
-from metaprune.cli import build_parser
+from metaprune.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from _digits import digits_task
 from metaprune import IterativeFilterPruner, load_pruned
 from metaprune.export import export_onnx, export_torchscript, load_torchscript, read_onnx_metadata
-from metaprune.models import cifar_resnet18
+from metaprune.backbone.resnet import cifar_resnet18
 
 NAMES = np.array(["zero", "one", "two"])
 

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 
 from _safetensors import join, rewrite, split
 from metaprune import PrunedModelBank
-from metaprune._cli_jobs import describe_file
-from metaprune.filter_space import FilterSpace
-from metaprune.io import load_pruned, save_pruned
-from metaprune.models import cifar_resnet18, load_backbone, save_backbone, spec_of
-from metaprune.selection import Selection
-from metaprune.surgery import extract
+from metaprune.cli.jobs import describe_file
+from metaprune.channels.filter_space import FilterSpace
+from metaprune.channels.pruned_model import load_pruned, save_pruned
+from metaprune.backbone.resnet import cifar_resnet18, load_backbone, save_backbone, spec_of
+from metaprune.channels.selection import Selection
+from metaprune.channels.surgery import extract
 
 MAX_GROWTH = 200 * 2**20  # bytes
 FILE_MULTIPLE = 4  # a loaded network holds at most this many times the file's bytes

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from metaprune.batches import forward_batches, image_array, image_tensor, standard_format_, training_memory_format
-from metaprune.models import cifar_resnet18
+from metaprune.data.batches import forward_batches, image_array, image_tensor, standard_format_, training_memory_format
+from metaprune.backbone.resnet import cifar_resnet18
 
 WORKER = Path(__file__).with_name("_layout_worker.py")
 N_EXAMPLES = 40

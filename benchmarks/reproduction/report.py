@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from metaprune.analysis import covered_histogram, iou_per_group, vote_recall
-from metaprune.selection import Selection
+from metaprune.channels.selection import Selection
 
 from .runner import _write_json, load_rows
 

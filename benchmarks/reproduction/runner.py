@@ -25,11 +25,11 @@ from joblib import Parallel, delayed
 import metaprune
 from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank, UniformPruner
 from metaprune.analysis import TrainingMonitor, selection_at, weight_change
-from metaprune.datasets import default_cifar100_path, load_cifar100, load_digits_images
-from metaprune.models import cifar_resnet18, load_backbone, save_backbone
-from metaprune.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
-from metaprune.similarity import PrototypeSimilarity
-from metaprune.tasks import Task, TaskSampler
+from metaprune.data.loaders import default_cifar100_path, load_cifar100, load_digits_images
+from metaprune.backbone.resnet import cifar_resnet18, load_backbone, save_backbone
+from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
+from metaprune.meta.similarity import PrototypeSimilarity
+from metaprune.data.tasks import Task, TaskSampler
 
 from .presets import Preset
 

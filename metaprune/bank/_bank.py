@@ -10,12 +10,13 @@ import numpy as np
 from sklearn.base import clone
 from torch import nn
 
-from ..filter_space import FilterSpace
-from ..io import pruned_skeleton
-from ..models import ResNetSpec, _materialise, fingerprint, spec_of
-from ..tasks import check_tasks
-from ..transfer import expand_state
-from ..voting import vote_counts as _count_votes
+from ..channels.filter_space import FilterSpace
+from ..channels.pruned_model import pruned_skeleton
+from ..backbone.resnet import ResNetSpec, _materialise, fingerprint, spec_of
+from ..data.tasks import check_tasks
+from ..channels.transfer import expand_state
+from ..meta.voting import vote_counts as _count_votes
+from .._version import __version__
 from ._build import fit_task, run_jobs
 from ._builders import Builder, BuildSummary, heartbeat, is_alive
 from ._codec import decode_tensors, dumps, encode_tensors, loads, sha256_hex
@@ -73,7 +74,7 @@ class PrunedModelBank:
     >>> import numpy as np, torch
     >>> from metaprune import IterativeFilterPruner
     >>> from metaprune.bank import PrunedModelBank
-    >>> from metaprune.models import cifar_resnet18
+    >>> from metaprune.backbone.resnet import cifar_resnet18
     >>> _ = torch.manual_seed(0)
     >>> bank = PrunedModelBank(cifar_resnet18(width=2, in_channels=1, num_classes=10))
     >>> rng = np.random.default_rng(0)
@@ -93,8 +94,6 @@ class PrunedModelBank:
                              f"got {type(backbone).__name__}")
         spec, space = spec_of(backbone), FilterSpace.from_model(backbone)
         backbone_print = fingerprint(backbone)
-        from .. import __version__  # here, not at the top: metaprune/__init__ imports this module
-
         meta = {"fingerprint": backbone_print, "spec": dumps(spec.to_dict()),
                 "filter_space": dumps(space.to_dict()), "metaprune_version": __version__}
         weights = encode_tensors(backbone.state_dict())
@@ -175,7 +174,7 @@ class PrunedModelBank:
 
     @property
     def fingerprint(self) -> str:
-        """Fingerprint (:func:`metaprune.models.fingerprint`) of the pre-trained backbone."""
+        """Fingerprint (:func:`metaprune.backbone.resnet.fingerprint`) of the pre-trained backbone."""
         return self._storage.meta["fingerprint"]
 
     @property
@@ -406,7 +405,7 @@ class PrunedModelBank:
 
         Parameters
         ----------
-        tasks : iterable of metaprune.tasks.Task
+        tasks : iterable of metaprune.data.tasks.Task
             Tasks indexing into ``X``/``y``: ``train_index`` for fitting and prototypes,
             ``test_index`` for the ``test_accuracy`` metric.
         pruner : estimator
@@ -562,7 +561,7 @@ class PrunedModelBank:
         return [self._decoder.selection(text) for text, _ in self._storage.read(_ids(task_ids))]
 
     def vote_counts(self, task_ids) -> dict:
-        """How many of the tasks kept each channel (:func:`metaprune.voting.vote_counts`).
+        """How many of the tasks kept each channel (:func:`metaprune.meta.voting.vote_counts`).
 
         Parameters
         ----------
@@ -599,7 +598,7 @@ class PrunedModelBank:
         return [state for _, state in self._states(task_ids)]
 
     def expanded_weights(self, task_ids) -> list:
-        """The tasks' weights lifted to the pre-trained numbering (:func:`metaprune.transfer.expand_state`).
+        """The tasks' weights lifted to the pre-trained numbering (:func:`metaprune.channels.transfer.expand_state`).
 
         Parameters
         ----------

@@ -38,7 +38,7 @@ def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
     -------
     TaskRow
     """
-    from ..threads import torch_threads
+    from ..runtime.threads import torch_threads
 
     estimator = clone(pruner)
     with torch_threads(estimator.get_params().get("n_threads", None)):  # the fit and the prototype pass
@@ -53,7 +53,7 @@ def _share_cores(pruner, n_jobs, n_threads=None):
     threads (at least 1), so workers never oversubscribe the machine."""
     from joblib import effective_n_jobs
 
-    from ..threads import available_cores, resolve_threads
+    from ..runtime.threads import available_cores, resolve_threads
 
     if n_threads is not None:
         if n_threads != "auto":

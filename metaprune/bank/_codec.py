@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..io import _classes_from_json, _classes_to_json
+from ..channels.pruned_model import _classes_from_json, _classes_to_json
 
 __all__ = ["sha256_hex", "encode_tensors", "decode_tensors", "dumps", "loads", "json_safe",
            "encode_labels", "decode_labels"]

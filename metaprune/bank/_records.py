@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._files import state_mismatch
-from .._validation import check_images
-from ..features import class_prototypes
-from ..models import fingerprint
-from ..selection import Selection
+from ..backbone.safetensors_reader import state_mismatch
+from ..data.checks import check_images
+from ..backbone.penultimate import class_prototypes
+from ..backbone.resnet import fingerprint
+from ..channels.selection import Selection
 from ._codec import (decode_labels, decode_tensors, dumps, encode_labels, encode_tensors, json_safe, loads,
                      sha256_hex)
 from ._storage import TaskRow, TaskText

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import torch
 
-from ..schedule import default_prune_fraction, kept_after_events, pruning_iterations
-from ..scores import channel_scores
-from ..selection import Selection
-from ..surgery import extract, mask_channels, shrink_
-from ..threads import uses_threads
-from ._base import BasePruner
+from .schedule import default_prune_fraction, kept_after_events, pruning_iterations
+from ..channels.scores import channel_scores
+from ..channels.selection import Selection
+from ..channels.surgery import extract, mask_channels, shrink_
+from ..runtime.threads import uses_threads
+from .base import BasePruner
 
 __all__ = ["IterativeFilterPruner", "keep_top_scored"]
 
@@ -121,7 +121,7 @@ class IterativeFilterPruner(BasePruner):
     Examples
     --------
     >>> from metaprune import IterativeFilterPruner
-    >>> from metaprune.models import cifar_resnet18
+    >>> from metaprune.backbone.resnet import cifar_resnet18
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 3, 8, 8)).astype("float32"); y = np.repeat([0, 1], 20)

@@ -15,12 +15,12 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._validation import check_images
-from ..similarity import SharedClassSimilarity
-from ..surgery import extract
-from ..threads import uses_threads
-from ..voting import average_weights, sample_channels, uniform_channels, vote_counts
-from ._base import BasePruner
+from ..data.checks import check_images
+from ..meta.similarity import SharedClassSimilarity
+from ..channels.surgery import extract
+from ..runtime.threads import uses_threads
+from ..meta.voting import average_weights, sample_channels, uniform_channels, vote_counts
+from .base import BasePruner
 
 __all__ = ["MetaVotePruner", "UniformPruner"]
 

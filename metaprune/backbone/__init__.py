@@ -1,0 +1,10 @@
+"""The pre-trained network that every task is pruned from.
+
+- :mod:`~metaprune.backbone.resnet` -- CIFAR/ImageNet ResNet builders, architecture specs,
+  fingerprints, backbone files.
+- :mod:`~metaprune.backbone.safetensors_reader` -- safetensors files read and checked before
+  anything is allocated.
+- :mod:`~metaprune.backbone.penultimate` -- penultimate features and class prototypes.
+- :mod:`~metaprune.backbone.pretrain` -- self-supervised (SimCLR, SimSiam) and supervised
+  pre-training, resumable from checkpoints.
+"""
