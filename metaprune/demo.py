@@ -197,7 +197,7 @@ def _build_bank(cfg: DemoConfig, backbone, tasks, X, y, log):
         start = time.perf_counter()
         bank.build([task], pruner, X, y, progress=False)
         if log is not None:
-            accuracy = bank.record(task.task_id).metrics["test_accuracy"]
+            accuracy = bank.record(task.task_id, weights=False).metrics["test_accuracy"]
             log(f"  bank task {k}/{len(tasks)} {task.task_id} {list(task.classes)}: held-out accuracy "
                 f"{accuracy:.3f} ({time.perf_counter() - start:.1f} s)")
     return bank
@@ -268,7 +268,7 @@ def run_demo(cfg: DemoConfig | None = None, log=print, progress_every: int = 5) 
     say(f"pruning {len(bank_tasks)} training tasks into the bank with IFP "
         f"({cfg.bank_iterations} iterations each)")
     bank = _build_bank(cfg, backbone, bank_tasks, X, y, log)
-    bank_accuracy = [bank.record(t).metrics["test_accuracy"] for t in bank.task_ids]
+    bank_accuracy = [bank.record(t, weights=False).metrics["test_accuracy"] for t in bank.task_ids]
     say(f"built a bank of {len(bank)} IFP-pruned tasks in {time.perf_counter() - start:.0f} s "
         f"(their held-out accuracy {np.mean(bank_accuracy):.3f})")
 

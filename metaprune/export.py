@@ -46,7 +46,8 @@ from torch import nn
 
 from .data.checks import check_input_shape
 from .data.batches import standard_format_
-from .channels.pruned_model import PrunedModel, _classes_from_json, _classes_to_json
+from .data.labels import labels_from_json, labels_to_json
+from .channels.pruned_model import PrunedModel
 from .pruners.base import BasePruner
 
 __all__ = ["export_torchscript", "load_torchscript", "export_onnx", "read_onnx_metadata"]
@@ -148,7 +149,7 @@ def _metadata_json(classes, input_shape, model) -> str:
 
     return json.dumps({
         "format": FORMAT,
-        "classes": _classes_to_json(classes),
+        "classes": labels_to_json(classes),
         "input_shape": list(input_shape),
         "input": "float32 (N, C, H, W), preprocessed like the estimator's input",
         "output": "logits, one column per class",
@@ -167,7 +168,7 @@ def _parse_metadata(text, where) -> tuple:
         meta = json.loads(text)
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
-        classes = _classes_from_json(meta["classes"])
+        classes = labels_from_json(meta["classes"])
         input_shape = check_input_shape(meta["input_shape"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{where}: damaged metaprune metadata ({exc})") from exc

@@ -84,7 +84,13 @@ def test_monitor_and_pruning_path_on_an_ifp_run():
                                 random_state=0).fit(X, y)
     monitor = dict(ifp.net_.callbacks_)["monitor"]
     assert monitor.iterations_ == [1, 3, 5]
-    assert len(monitor.accuracy_) == 3 and all(0 <= a <= 1 for a in monitor.accuracy_)
+    assert len(monitor.accuracy_) == 3
+    import copy
+
+    at_end = copy.deepcopy(ifp.net_.module_).eval()  # the final shape: no pruning event after iteration 4
+    at_end.load_state_dict(monitor.snapshots_[-1])  # as it stood at iteration 5, before BN recalibration
+    with torch.no_grad():
+        assert monitor.accuracy_[-1] == float(np.mean(at_end(torch.from_numpy(X)).argmax(1).numpy() == y))
     assert [it for it, _ in ifp.pruning_path_] == [0, 2, 4][: len(ifp.pruning_path_)]
     assert ifp.pruning_path_[-1][1] == ifp.selection_
     space = ifp.filter_space_

@@ -164,6 +164,63 @@ def test_every_stored_field_round_trips_through_a_file(tmp_path, fitted):
     bank.close()
 
 
+def test_pruned_tasks_are_the_selections_and_states_read_in_one_go(fitted, monkeypatch):
+    bank = _store_fitted(PrunedModelBank(BACKBONE), fitted)
+    ids = list(reversed(bank.task_ids))
+    reads, read = [], bank._storage.read
+    monkeypatch.setattr(bank._storage, "read", lambda *args, **kw: reads.append(args) or read(*args, **kw))
+    pairs = bank.pruned_tasks(ids)
+    assert len(reads) == 1  # one snapshot of every task's row and weights
+    monkeypatch.undo()
+    assert [s for s, _ in pairs] == bank.selections(ids) == [fitted[t].selection_ for t in ids]
+    assert all(_equal_states(state, ref) for (_, state), ref in zip(pairs, bank.pruned_states(ids)))
+    for task_id, (_, state) in zip(ids, pairs):
+        assert _equal_states(state, fitted[task_id].net_.module_.state_dict())
+    with pytest.raises(KeyError, match="nope"):
+        bank.pruned_tasks(["nope"])
+    with pytest.raises(ValueError, match="sequence of task ids"):
+        bank.pruned_tasks(ids[0])
+
+
+def test_a_record_without_weights_reads_no_blob(tmp_path, fitted):
+    from metaprune.cli.jobs import describe_file
+
+    path = tmp_path / "bank.sqlite"
+    bank = _store_fitted(PrunedModelBank(BACKBONE, path), fitted)
+    task_id = bank.task_ids[0]
+    full = bank.record(task_id)
+
+    def no_blobs(action, table, column, database, trigger):  # SQLite refuses any read of a blob table
+        blob = action == sqlite3.SQLITE_READ and table in ("weights", "prototypes")
+        return sqlite3.SQLITE_DENY if blob else sqlite3.SQLITE_OK
+
+    bank._storage._conn.set_authorizer(no_blobs)
+    light = bank.record(task_id, weights=False)
+    assert light.state is None and light.prototypes is None and "weights not read" in repr(light)
+    assert light.classes.tolist() == full.classes.tolist() and light.selection == full.selection
+    assert dict(light.metrics) == dict(full.metrics) and dict(light.config) == dict(full.config)
+    assert (light.estimator, light.backbone_fingerprint, light.created) == (
+        full.estimator, full.backbone_fingerprint, full.created)
+    with pytest.raises(ValueError, match="read without its weights"):
+        light.head  # noqa: B018
+    with pytest.raises(ValueError):  # the authorizer does refuse blob reads
+        bank.record(task_id)
+    bank.close()
+
+    conn = sqlite3.connect(path)  # a file whose task blobs are gone: metrics and classes stay readable
+    with conn:
+        conn.execute("DELETE FROM weights")
+        conn.execute("DELETE FROM prototypes")
+    conn.close()
+    with PrunedModelBank.open(path, read_only=True) as bank:
+        assert [bank.record(t, weights=False).metrics["n_params"] for t in bank.task_ids] == [
+            fitted[t].n_params_ for t in bank.task_ids]
+        with pytest.raises(ValueError, match="weights of task"):
+            bank.record(task_id)
+    lines = describe_file(path)  # the inspect job lists every task without its weights
+    assert all(any(line.startswith(f"  {t}: classes") for line in lines) for t in fitted)
+
+
 def test_bank_is_shared_by_clones_and_travels_read_only(tmp_path, fitted):
     class Holder(BaseEstimator):
         def __init__(self, bank=None):

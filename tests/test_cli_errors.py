@@ -474,7 +474,7 @@ CASES = [
          "without a training or held-out image"),
     case("prune-iterations-negative", lambda f, o: prune(f, o, "--iterations", -1), "non-negative", USAGE),
     case("prune-ifp-iterations-0", lambda f, o: prune(f, o, "--iterations", 0, method="ifp"),
-         "n_iterations must be >= 1"),
+         "n_iterations must be an int >= 1, got 0"),
     case("prune-lr-0", lambda f, o: prune(f, o, "--lr", 0), "positive and finite", USAGE),
     case("prune-batch-size-0", lambda f, o: prune(f, o, "--batch-size", 0), "positive integer", USAGE),
     case("prune-prune-every-0", lambda f, o: prune(f, o, "--prune-every", 0, method="ifp"),

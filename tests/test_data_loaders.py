@@ -1,4 +1,8 @@
-"""Tests of metaprune.data.loaders on small fixture files written into tmp_path."""
+"""Tests of metaprune.data.loaders on small fixture files written into tmp_path.
+
+The container, the unpickler and the image-folder reader have their own test files
+(test_data_image_dataset.py, test_data_unpickler.py, test_data_image_folders.py); the
+loaders also re-export their names, checked here."""
 
 import builtins
 import gzip
@@ -9,18 +13,14 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from metaprune.data.loaders import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
-    ImageDataset,
-    RestrictedUnpickler,
     default_cifar100_path,
     load_cifar100,
     load_digits_images,
     load_fashion_mnist,
-    load_image_folder,
     read_idx,
 )
 
@@ -28,74 +28,22 @@ FINE = ("apple", "bee", "cloud", "dolphin")
 COARSE = ("fruit", "insects", "outdoor", "mammals")
 
 
-# --------------------------------------------------------------------------- ImageDataset
+# --------------------------------------------------------------------------- re-exports
 
 
-def _dataset(n=6, coarse=True):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 4, 5, 3), dtype=np.uint8)
-    labels = np.arange(n) % 3
-    if not coarse:
-        return ImageDataset(images, labels, ("a", "b", "c"))
-    return ImageDataset(images, labels, ("a", "b", "c"), labels % 2, ("even", "odd"))
+def test_every_name_imports_from_loaders_and_the_0_1_path():
+    import metaprune.data.loaders as loaders
+    import metaprune.datasets as datasets  # the 0.1 module path
+    from metaprune.data import image_dataset, image_folders, unpickler
 
-
-def test_image_dataset_normalises_fields():
-    data = ImageDataset(np.zeros((3, 2, 2, 1), np.uint8), np.array([0, 1, 1], np.int32), ["x", "y"])
-    assert data.labels.dtype == np.int64
-    assert data.class_names == ("x", "y")
-    assert data.coarse_labels is None and data.coarse_names is None
-    assert len(data) == 3 and data.n_classes == 2 and data.image_shape == (2, 2, 1)
-    assert "n_images=3" in repr(data)
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"images": np.zeros((3, 2, 2, 1), np.float32)}, "uint8"),
-    ({"images": np.zeros((3, 2, 2), np.uint8)}, "NHWC"),
-    ({"images": [[0]]}, "numpy array"),
-    ({"labels": np.array([0, 1])}, "shape"),
-    ({"labels": np.array([0, 1, 2])}, "0..1"),
-    ({"labels": np.array([0.0, 1.0, 1.0])}, "integers"),
-    ({"class_names": "xy"}, "single string"),
-    ({"class_names": ()}, "non-empty"),
-    ({"coarse_labels": np.zeros(3, int)}, "together"),
-    ({"coarse_labels": np.array([0, 0, 5]), "coarse_names": ("c",)}, "coarse_labels must lie"),
-])
-def test_image_dataset_validation(kwargs, message):
-    fields = {"images": np.zeros((3, 2, 2, 1), np.uint8), "labels": np.array([0, 1, 1]),
-              "class_names": ("x", "y"), **kwargs}
-    with pytest.raises(ValueError, match=message):
-        ImageDataset(**fields)
-
-
-def test_image_dataset_is_frozen():
-    data = _dataset()
-    with pytest.raises(AttributeError):
-        data.labels = np.zeros(6, int)
-
-
-@pytest.mark.parametrize("index, positions", [
-    (np.array([4, 1]), [4, 1]),
-    ([4, 1], [4, 1]),
-    (np.arange(6) % 3 == 1, [1, 4]),
-    (slice(1, 5, 3), [1, 4]),
-])
-def test_subset_keeps_global_class_names(index, positions):
-    data = _dataset()
-    sub = data.subset(index)
-    np.testing.assert_array_equal(sub.images, data.images[positions])
-    np.testing.assert_array_equal(sub.labels, [1, 1])
-    np.testing.assert_array_equal(sub.coarse_labels, [1, 1])
-    assert sub.class_names == data.class_names and sub.coarse_names == data.coarse_names
-
-
-def test_subset_rejects_bad_index():
-    data = _dataset(coarse=False)
-    with pytest.raises(ValueError, match="boolean index"):
-        data.subset(np.array([True, False]))
-    with pytest.raises(ValueError, match="integers or booleans"):
-        data.subset(np.array([0.5]))
-    assert len(data.subset([])) == 0
+    assert datasets is loaders
+    for name in loaders.__all__:
+        assert getattr(datasets, name) is getattr(loaders, name)
+    assert loaders.ImageDataset is image_dataset.ImageDataset
+    assert loaders.RestrictedUnpickler is unpickler.RestrictedUnpickler
+    assert loaders.load_image_folder is image_folders.load_image_folder
+    assert loaders.IMAGE_EXTENSIONS is image_folders.IMAGE_EXTENSIONS
+    assert loaders.CIFAR100_ENV_VAR == "METAPRUNE_CIFAR100"
 
 
 # --------------------------------------------------------------------------- CIFAR-100 npz
@@ -338,105 +286,6 @@ def test_the_malicious_payload_is_real(tmp_path):
     assert marker.exists()
 
 
-def _restricted_loads(data, **kwargs):
-    return RestrictedUnpickler(io.BytesIO(data), **kwargs).load()
-
-
-@pytest.mark.parametrize("protocol", [0, 2, 3, 4, 5])
-def test_restricted_unpickler_reads_numeric_arrays_and_scalars(protocol):
-    data = {
-        "u8": np.arange(12, dtype=np.uint8).reshape(3, 4),
-        "big_endian": np.arange(6, dtype=">f4").reshape(2, 3),
-        "fortran": np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)),
-        "bool": np.array([True, False]),
-        "complex": np.array([1 + 2j]),
-        "zero_d": np.array(3.5),
-        "empty": np.zeros((0, 3), np.int16),
-        "scalar": np.int64(4),
-        "plain": (1, "x", b"y", 2.5, None, [True], {3}),
-    }
-    loaded = _restricted_loads(pickle.dumps(data, protocol=protocol))
-    for key, value in data.items():
-        if isinstance(value, np.ndarray):
-            assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
-            np.testing.assert_array_equal(loaded[key], value)
-            assert loaded[key].flags.writeable
-        else:
-            assert loaded[key] == value and type(loaded[key]) is type(value), key
-    assert loaded["fortran"].flags["F_CONTIGUOUS"]
-
-
-def test_restricted_unpickler_keeps_shared_and_cyclic_references():
-    shared = np.arange(3)
-    cyclic = [shared, shared]
-    cyclic.append(cyclic)
-    loaded = _restricted_loads(pickle.dumps(cyclic, protocol=2))
-    assert loaded[0] is loaded[1] and loaded[2] is loaded
-
-
-def test_restricted_unpickler_refuses_other_globals():
-    from collections import OrderedDict
-
-    with pytest.raises(pickle.UnpicklingError, match="forbidden global collections.OrderedDict"):
-        _restricted_loads(pickle.dumps(OrderedDict()))
-
-
-class _ForgedObjectArray:
-    """Unpickles, with a plain unpickler, to numpy.ndarray((1,), object, buffer): an object
-    array whose element pointer is the raw bytes 'xxxxxxxx' (reading it would crash)."""
-
-    def __reduce__(self):
-        return np.ndarray, ((1,), np.dtype(object), b"x" * 8)
-
-
-@pytest.mark.parametrize("payload, message", [
-    (_ForgedObjectArray(), "not callable"),
-    (np.array([1, "a"], dtype=object), "plain numeric numpy dtypes"),
-    (np.zeros(2, dtype=[("a", "i4"), ("b", "f8")]), "plain numeric numpy dtypes"),
-    (np.zeros(2, dtype="V4"), "plain numeric numpy dtypes"),
-    (np.zeros(2, dtype="U3"), "plain numeric numpy dtypes"),
-    (np.dtype(object), "plain numeric numpy dtypes"),
-])
-@pytest.mark.parametrize("protocol", [2, 5])
-def test_restricted_unpickler_refuses_non_numeric_numpy_objects(payload, message, protocol):
-    with pytest.raises((pickle.UnpicklingError, TypeError), match=message):
-        _restricted_loads(pickle.dumps({"data": payload}, protocol=protocol))
-
-
-def test_restricted_unpickler_stand_ins_cannot_be_altered():
-    # GLOBAL numpy.dtype; BUILD with (None, {"evil": 1}) would set an attribute on it
-    payload = b"\x80\x02cnumpy\ndtype\nN}X\x04\x00\x00\x00evilK\x01s\x86b."
-    with pytest.raises(AttributeError):
-        _restricted_loads(payload)
-    with pytest.raises(pickle.UnpicklingError, match="bare numpy global"):
-        _restricted_loads(b"\x80\x02cnumpy\nndarray\n.")
-    assert _restricted_loads(pickle.dumps(np.arange(2))).tolist() == [0, 1]
-
-
-class _ShortArray:
-    """Pickles like numpy's own array pickle, but with 3 bytes of data for 4 elements."""
-
-    def __reduce__(self):
-        try:
-            from numpy._core.multiarray import _reconstruct
-        except ImportError:  # numpy < 2
-            from numpy.core.multiarray import _reconstruct
-        return _reconstruct, (np.ndarray, (0,), b"b"), (1, (4,), np.dtype(np.uint8), False, b"\x00\x01\x02")
-
-
-def test_restricted_unpickler_checks_array_sizes():
-    with pytest.raises(pickle.UnpicklingError, match="3 bytes does not fit shape"):
-        _restricted_loads(pickle.dumps(_ShortArray(), protocol=4))
-
-
-def test_restricted_unpickler_codecs_encode_is_text_only():
-    payload = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00base64\x86R."
-    with pytest.raises(LookupError, match="not a text encoding"):
-        _restricted_loads(payload)
-    latin1 = payload.replace(b"X\x06\x00\x00\x00base64", b"X\x06\x00\x00\x00latin1")
-    assert _restricted_loads(latin1) == b"abc"
-
-
 # --------------------------------------------------------------------------- Fashion-MNIST (IDX)
 
 
@@ -537,57 +386,6 @@ def test_read_idx_other_dtypes(tmp_path):
     path.write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(ValueError, match="not an IDX file"):
         read_idx(path)
-
-
-# --------------------------------------------------------------------------- image folders
-
-
-def _write_png(path, size=(6, 4), mode="RGB", value=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    color = value if mode == "L" else (value, 255 - value, 7)
-    Image.new(mode, size, color).save(path)
-
-
-def test_load_image_folder(tmp_path):
-    _write_png(tmp_path / "zebra" / "b.png", value=30)
-    _write_png(tmp_path / "zebra" / "a.png", value=20)
-    _write_png(tmp_path / "ant" / "x.png", mode="L", value=99)
-    _write_png(tmp_path / "ant" / "deeper" / "y.PNG", value=5)
-    (tmp_path / "ant" / "notes.txt").write_text("not an image")
-    (tmp_path / ".hidden").mkdir()
-    data = load_image_folder(tmp_path)
-    assert data.class_names == ("ant", "zebra")
-    assert data.images.shape == (4, 4, 6, 3) and data.images.dtype == np.uint8
-    np.testing.assert_array_equal(data.labels, [0, 0, 1, 1])
-    # sorted file order inside a class: ant/deeper/y.PNG, ant/x.png, zebra/a.png, zebra/b.png
-    assert data.images[0, 0, 0, 0] == 5
-    assert tuple(data.images[1, 0, 0]) == (99, 99, 99)  # grey converted to RGB
-    assert data.images[2, 0, 0, 0] == 20 and data.images[3, 0, 0, 0] == 30
-
-
-def test_load_image_folder_resize_and_size_mismatch(tmp_path):
-    _write_png(tmp_path / "a" / "1.png", size=(6, 4))
-    _write_png(tmp_path / "b" / "2.jpg", size=(10, 12))
-    with pytest.raises(ValueError, match="pass image_size"):
-        load_image_folder(tmp_path)
-    assert load_image_folder(tmp_path, image_size=8).images.shape == (2, 8, 8, 3)
-    assert load_image_folder(tmp_path, image_size=(5, 7)).images.shape == (2, 5, 7, 3)
-    with pytest.raises(ValueError, match="image_size"):
-        load_image_folder(tmp_path, image_size=(0, 3))
-
-
-def test_load_image_folder_errors(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        load_image_folder(tmp_path / "missing")
-    with pytest.raises(ValueError, match="no class sub-folders"):
-        load_image_folder(tmp_path)
-    (tmp_path / "empty_class").mkdir()
-    _write_png(tmp_path / "full" / "1.png")
-    with pytest.raises(ValueError, match=r"\['empty_class'\] hold no images"):
-        load_image_folder(tmp_path)
-    (tmp_path / "empty_class" / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match=r"broken.png: cannot read the image"):
-        load_image_folder(tmp_path)
 
 
 # --------------------------------------------------------------------------- digits

@@ -93,8 +93,9 @@ def test_sampler_validates_arguments(sampler):
         TaskSampler(sampler.labels, n_test_per_class=1, random_state="seed")
     with pytest.raises(ValueError, match="n_way=21 exceeds the 20 classes"):
         sampler.sample(1, n_way=21)
-    with pytest.raises(ValueError, match="n_way must be an int >= 1"):
-        sampler.sample(1, n_way=0)
+    for n_way in (0, 1):  # a classification task has at least 2 classes
+        with pytest.raises(ValueError, match="n_way must be an int >= 2"):
+            sampler.sample(1, n_way=n_way)
     with pytest.raises(ValueError, match="n_train_per_class=21 exceeds the training pool"):
         sampler.sample(1, n_train_per_class=21)
     with pytest.raises(ValueError, match=r"classes \[7\] do not occur"):
@@ -218,7 +219,7 @@ def test_disjoint_split_group_iii(sampler):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n_way=st.integers(1, 10), data=st.data())
+@given(seed=st.integers(0, 2**32 - 1), n_way=st.integers(2, 10), data=st.data())
 def test_property_sharing_is_exact(labels, seed, n_way, data):
     n_shared = data.draw(st.integers(0, n_way))
     sampler = TaskSampler(labels, n_test_per_class=N_TEST, random_state=seed)

@@ -141,7 +141,7 @@ def test_pickle_clone_pipeline_grid_search_and_cross_val(fitted):
     ({"pruning_ratio": 1.0}, Xtr[:10], ytr[:10], "pruning_ratio"),
     ({"pruning_ratio": 0.0}, Xtr[:10], ytr[:10], "pruning_ratio"),
     ({"prune_every": 20}, Xtr[:10], ytr[:10], "must not exceed n_iterations"),
-    ({"lr": -1.0}, Xtr[:10], ytr[:10], "lr must be positive"),
+    ({"lr": -1.0}, Xtr[:10], ytr[:10], r"lr must be a float > 0, got -1.0"),
 ])
 def test_bad_input_gives_clear_errors(params, X, y, message):
     with pytest.raises(ValueError, match=message):

@@ -56,7 +56,7 @@ def test_mvp_prunes_to_the_banks_ratio_from_the_most_similar_tasks(bank, new_tas
     ids = [t for t, _ in mvp.neighbors_]
     for g, votes in mvp.votes_.items():
         assert votes.sum() == sum(len(s[g]) for s in bank.selections(ids))
-    assert 0.0 <= mvp.score(X_test, y_test) <= 1.0
+    assert mvp.score(X_test, y_test) > 0.35  # 5-way, chance 0.2; measured 0.52 (0.47-0.56, random_state 0-3)
     assert len(mvp.history_) == 4 and mvp.n_iter_ == 4
 
 
@@ -88,7 +88,23 @@ def test_exclusions(bank, new_task):
 def test_prototype_similarity_neighbours(bank, new_task):
     X, y, _, _ = new_task
     mvp = MetaVotePruner(bank, n_neighbors=2, similarity=PrototypeSimilarity(), n_iterations=0, **FAST).fit(X, y)
-    assert all(-1.0 <= s <= 1.0 for _, s in mvp.neighbors_)
+    from scipy.optimize import linear_sum_assignment
+
+    from metaprune.backbone.penultimate import class_prototypes
+
+    def unit(p):
+        return np.asarray(p, np.float64) / np.linalg.norm(p, axis=1, keepdims=True)
+
+    def matched_cosine(query, protos):  # by hand: mean cosine of prototypes over the best class matching
+        cos = unit(query) @ unit(protos).T
+        rows, cols = linear_sum_assignment(-cos)
+        return cos[rows, cols].mean()
+
+    query = class_prototypes(bank.backbone, X, y)[1]
+    by_hand = sorted(((matched_cosine(query, p), t) for t, (_, p) in zip(bank.task_ids, bank.prototypes())),
+                     reverse=True)[:2]
+    assert [t for t, _ in mvp.neighbors_] == [t for _, t in by_hand]
+    assert [s for _, s in mvp.neighbors_] == pytest.approx([s for s, _ in by_hand], rel=1e-6)
 
 
 def test_bad_input(bank, backbone, new_task):

@@ -28,6 +28,7 @@ from metaprune.analysis import TrainingMonitor, selection_at, weight_change
 from metaprune.data.loaders import default_cifar100_path, load_cifar100, load_digits_images
 from metaprune.backbone.resnet import cifar_resnet18, load_backbone, save_backbone
 from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
+from metaprune.pruners.schedule import default_prune_every
 from metaprune.meta.similarity import PrototypeSimilarity
 from metaprune.data.tasks import Task, TaskSampler
 
@@ -94,7 +95,7 @@ def test_tasks(preset: Preset, sampler: TaskSampler) -> list:
 
 def prune_every(preset: Preset, n_iterations: int) -> int:
     """IFP's iterations between pruning events for a run of ``n_iterations``."""
-    return max(1, int(round(preset.prune_every_fraction * n_iterations)))
+    return default_prune_every(n_iterations, preset.prune_every_fraction)
 
 
 def centred(preset: Preset, tests: list) -> list:

@@ -5,6 +5,7 @@
 - :mod:`~metaprune.backbone.safetensors_reader` -- safetensors files read and checked before
   anything is allocated.
 - :mod:`~metaprune.backbone.penultimate` -- penultimate features and class prototypes.
+- :mod:`~metaprune.backbone.lr_schedule` -- the cosine learning rate (with warm-up) of every training loop.
 - :mod:`~metaprune.backbone.pretrain` -- self-supervised (SimCLR, SimSiam) and supervised
   pre-training, resumable from checkpoints.
 """

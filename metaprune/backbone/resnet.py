@@ -35,6 +35,7 @@ __all__ = [
     "load_backbone",
     "fingerprint",
     "backbone_metadata",
+    "materialise",
 ]
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -192,16 +193,36 @@ def _max_blocks_for(n_entries: int) -> int:
     return int(n_entries) // _MIN_BLOCK_ENTRIES
 
 
-def _materialise(skeleton: nn.Module, state) -> nn.Module:
+def materialise(skeleton: nn.Module, state) -> nn.Module:
     """A meta-device network (:meth:`ResNetSpec.skeleton`) on the CPU holding the tensors of ``state``.
 
-    The caller has checked the shapes of ``state`` against ``skeleton`` (see
-    :func:`metaprune.backbone.safetensors_reader.state_mismatch`), so the memory allocated is that of ``state``.
+    Check the shapes of ``state`` against ``skeleton`` first (see
+    :func:`metaprune.backbone.safetensors_reader.state_mismatch`): then the memory allocated
+    is that of ``state``, never that of a network the stored data merely describes.
+
+    Parameters
+    ----------
+    skeleton : torch.nn.Module
+        A network on the ``meta`` device (shapes only), e.g. ``spec.skeleton()``.
+    state : mapping of str to torch.Tensor
+        Its complete state dict.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``skeleton`` itself, now on the CPU and holding ``state``.
 
     Raises
     ------
     ValueError
         If ``state`` does not load into ``skeleton``.
+
+    Examples
+    --------
+    >>> net = cifar_resnet18(width=2, in_channels=1, num_classes=10)
+    >>> copy = materialise(spec_of(net).skeleton(), net.state_dict())
+    >>> fingerprint(copy) == fingerprint(net)
+    True
     """
     module = skeleton.to_empty(device="cpu")
     try:
@@ -406,7 +427,7 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
     if problem is not None:
         raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
     try:
-        model = _materialise(skeleton, read_tensors(path, "backbone"))
+        model = materialise(skeleton, read_tensors(path, "backbone"))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     if fingerprint(model) != header.get("fingerprint"):

@@ -5,10 +5,12 @@ pruned weights, the head, class prototypes, metrics and pruning configuration in
 SQLite file (or in memory), builds itself in parallel through joblib (locally or on a
 Dask cluster), and answers the vectorised queries meta-vote pruning needs.
 
-Modules: ``_storage`` (SQLite schema, transactions, integrity), ``_codec`` (safetensors /
-JSON encoding), ``_records`` (fitted pruner <-> stored task), ``_build`` (parallel
-pruning), ``_builders`` (concurrent builds: identities, liveness, heartbeat), ``_bank``
-(the public class).
+Modules, in the order data flows through them: ``_codec`` (safetensors / JSON encoding),
+``_records`` (fitted pruner <-> stored task), ``_build`` (parallel pruning), ``_builders``
+(concurrent builds: identities, liveness, heartbeat), ``_sql`` (SQL helpers), ``_schema``
+(the file's tables and rows), ``_storage`` (transactions, reads, writes, integrity),
+``_storage_builds`` (the SQL of concurrent builds: designs, builders, claims), ``_writes``
+(adding and building tasks), ``_queries`` (the read side), ``_bank`` (the public class).
 """
 
 from ._bank import PrunedModelBank

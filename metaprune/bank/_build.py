@@ -1,7 +1,7 @@
 """Pruning many tasks in parallel through joblib: workers compute, the caller writes.
 
 Each job prunes a fresh clone of the pruner on one task, computes its prototypes and
-metrics, and returns a :class:`~._storage.TaskRow` (strings and bytes). Results come back
+metrics, and returns a :class:`~._schema.TaskRow` (strings and bytes). Results come back
 as they finish (``return_as="generator_unordered"``), and the caller stores each one at
 once, so a build that is interrupted keeps every finished task. Any joblib backend works:
 ``"loky"`` or ``"threading"`` on one machine, ``"dask"`` (with a ``dask.distributed.Client``)

@@ -8,7 +8,7 @@ builder whose heartbeat is older than :data:`LEASE_S`, or whose process on this 
 ended (a build killed with ``kill -9``), is dead, and its claims are free again.
 
 This module holds the pure parts (identity, the liveness rule) and the heartbeat thread; the
-SQL lives in :mod:`._storage`.
+SQL lives in :mod:`._storage_builds`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..channels.pruned_model import _classes_from_json, _classes_to_json
+from ..data.labels import decode_labels, encode_labels  # the label codec, shared by every file format
 
 __all__ = ["sha256_hex", "encode_tensors", "decode_tensors", "dumps", "loads", "json_safe",
            "encode_labels", "decode_labels"]
@@ -119,50 +119,3 @@ def loads(text, what: str):
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"the {what} is not valid JSON ({exc}); the bank file is damaged") from None
-
-
-def encode_labels(classes) -> dict:
-    """Check class labels are ints or strings and encode them as ``{"kind", "values"}``.
-
-    Parameters
-    ----------
-    classes : array-like of shape (n_classes,)
-        Distinct class labels (a fitted classifier's ``classes_``).
-
-    Returns
-    -------
-    dict
-        ``{"kind": "int" | "str", "values": [...]}``.
-
-    Raises
-    ------
-    ValueError
-        For labels that are neither all integers nor all strings (floats, booleans, mixed).
-    """
-    classes = np.asarray(classes)
-    if classes.ndim != 1 or classes.size == 0:
-        raise ValueError(f"class labels must be a non-empty 1-D array, got shape {classes.shape}")
-    if classes.dtype.kind == "O":
-        values = classes.tolist()
-        if all(isinstance(c, str) for c in values):
-            classes = np.asarray(values, dtype=str)
-        elif all(isinstance(c, numbers.Integral) and not isinstance(c, (bool, np.bool_)) for c in values):
-            classes = np.asarray(values, dtype=np.int64)
-    if classes.dtype.kind not in "iuU":
-        raise ValueError(f"class labels must be ints or strings (global class identities), got "
-                         f"{classes.dtype} labels such as {classes[0]!r}")
-    if len(np.unique(classes)) != len(classes):
-        raise ValueError(f"class labels must be distinct, got {classes.tolist()}")
-    return _classes_to_json(classes)
-
-
-def decode_labels(data, what: str) -> np.ndarray:
-    """Inverse of :func:`encode_labels`: an int64 or str array.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` is not a valid encoding.
-    """
-    classes = _classes_from_json(data, what)
-    return classes if data["kind"] == "int" else classes.astype(str)

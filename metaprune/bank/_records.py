@@ -1,6 +1,6 @@
 """Task records: what a fitted pruner becomes in the bank, and how stored rows are read back.
 
-:func:`encode_fitted` turns a fitted pruner into a :class:`~._storage.TaskRow` (JSON text and
+:func:`encode_fitted` turns a fitted pruner into a :class:`~._schema.TaskRow` (JSON text and
 safetensors bytes: what a worker sends back to the writing process). :class:`RowDecoder`
 turns stored rows back into selections, state dicts, prototypes and :class:`TaskRecord`
 values, checking every value against the bank's filter space and architecture.
@@ -23,7 +23,7 @@ from ..backbone.resnet import fingerprint
 from ..channels.selection import Selection
 from ._codec import (decode_labels, decode_tensors, dumps, encode_labels, encode_tensors, json_safe, loads,
                      sha256_hex)
-from ._storage import TaskRow, TaskText
+from ._schema import TaskRow, TaskText
 
 __all__ = ["TaskRecord", "check_task_id", "encode_task", "encode_fitted", "pruner_config",
            "pruner_fingerprint", "RowDecoder"]
@@ -44,12 +44,14 @@ class TaskRecord:
         Its class labels (int64 or str), in the order of the head's outputs.
     selection : Selection
         Kept channels per group, in the pre-trained numbering.
-    state : mapping of str to torch.Tensor
+    state : mapping of str to torch.Tensor or None
         State dict of the physically pruned network: weights, BatchNorm parameters and
-        running statistics, and the task head ``fc.*``.
+        running statistics, and the task head ``fc.*``. None for a record read without its
+        weights (``bank.record(task_id, weights=False)``).
     prototypes : numpy.ndarray of shape (n_classes, n_features) or None
         Mean penultimate feature of the *pre-trained* backbone per class (rows follow
-        ``classes``); None when the task was stored without.
+        ``classes``); None when the task was stored without, or the record was read
+        without its weights.
     metrics : mapping
         E.g. ``test_accuracy``, ``n_iter``, ``n_params``, ``flops``, ``train_flops``,
         ``fit_time``, ``n_train``, ``n_test`` (whatever was known when it was stored).
@@ -67,7 +69,7 @@ class TaskRecord:
     task_id: str
     classes: np.ndarray
     selection: Selection
-    state: Mapping
+    state: Mapping | None
     prototypes: np.ndarray | None
     metrics: Mapping
     config: Mapping
@@ -77,7 +79,16 @@ class TaskRecord:
 
     @property
     def head(self) -> dict:
-        """The task head's tensors (``fc.weight``, ``fc.bias``)."""
+        """The task head's tensors (``fc.weight``, ``fc.bias``).
+
+        Raises
+        ------
+        ValueError
+            If the record was read without its weights.
+        """
+        if self.state is None:
+            raise ValueError(f"the record of task {self.task_id!r} was read without its weights; "
+                             f"use bank.record(task_id) for the head")
         return {k: v for k, v in self.state.items() if k.startswith(_HEAD)}
 
     @property
@@ -86,8 +97,10 @@ class TaskRecord:
         return len(self.classes)
 
     def __repr__(self) -> str:
-        return (f"TaskRecord(task_id={self.task_id!r}, classes={self.classes.tolist()}, "
-                f"n_params={sum(t.numel() for t in self.state.values())}, metrics={dict(self.metrics)})")
+        size = ("weights not read" if self.state is None
+                else f"n_params={sum(t.numel() for t in self.state.values())}")
+        return (f"TaskRecord(task_id={self.task_id!r}, classes={self.classes.tolist()}, {size}, "
+                f"metrics={dict(self.metrics)})")
 
 
 def check_task_id(task_id) -> str:
@@ -306,13 +319,17 @@ class RowDecoder:
             raise ValueError(f"the {what} do not have the expected float32 shape {expected}")
         return array.numpy()
 
-    def record(self, text: TaskText, blobs: Mapping) -> TaskRecord:
+    def record(self, text: TaskText, blobs: Mapping | None) -> TaskRecord:
+        """The checked :class:`TaskRecord` of a row; ``blobs`` None (not read) leaves out its weights
+        and prototypes."""
         classes = self.classes(text)
         selection = self.selection(text)
+        state = prototypes = None
+        if blobs is not None:
+            state = MappingProxyType(self.state(text, blobs["weights"], selection, len(classes)))
+            prototypes = self.prototypes(text, blobs["prototypes"], len(classes))
         return TaskRecord(
-            task_id=text.task_id, classes=classes, selection=selection,
-            state=MappingProxyType(self.state(text, blobs["weights"], selection, len(classes))),
-            prototypes=self.prototypes(text, blobs["prototypes"], len(classes)),
+            task_id=text.task_id, classes=classes, selection=selection, state=state, prototypes=prototypes,
             metrics=self.mapping(text, "metrics"), config=self.mapping(text, "config"),
             estimator=text.estimator, backbone_fingerprint=text.backbone_fingerprint, created=text.created)
 

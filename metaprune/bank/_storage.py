@@ -1,27 +1,9 @@
-"""The bank's file: an SQLite database (WAL journal) of JSON text and safetensors blobs.
+"""The bank's file: transactions, reads, writes and integrity of one SQLite database (WAL journal).
 
-Layout (schema version 1)::
-
-    meta(key, value)                 format, schema_version, fingerprint, spec, filter_space,
-                                     label_kind (set by the first task), created, metaprune_version
-    backbone(id = 1, weights, sha256) pre-trained weights, safetensors bytes
-    tasks(seq, task_id, classes, selection, metrics, config, estimator, backbone_fingerprint,
-          created, weights_sha256, prototypes_sha256, digest)     JSON / text, insertion order = seq
-    weights(task_id, blob)           pruned state dict (incl. BatchNorm statistics and head)
-    prototypes(task_id, blob)        class prototypes (absent for a task stored without)
-    designs(task_id, design)         the task each id was built for (JSON), recorded by builds
-    builders(owner, heartbeat)       running builds ("host:pid:token") and their last heartbeat
-    claims(task_id, owner)           tasks a running build is pruning now
-
-The last three tables coordinate builders (:meth:`BankStorage.begin_build`); a file made
-before they existed gets them when a build first opens it (older metaprune versions ignore
-them).
-
-Small text columns and large blobs live in separate tables, so scanning every task's
-classes never reads a weight page. ``digest`` is the SHA-256 of a row's text columns
-(which include the blobs' digests) and is checked on every read. One task is one
-transaction: a reader (another connection, another process) sees either all of a task or
-none of it, and a writer killed mid-task loses only that task.
+The tables and the row types are described in :mod:`._schema`; the SQL that coordinates
+concurrent builds lives in :mod:`._storage_builds`. One task is one transaction: a reader
+(another connection, another process) sees either all of a task or none of it, and a writer
+killed mid-task loses only that task. Every read checks each row against its digest.
 
 This module knows nothing of torch or estimators: it moves :class:`TaskRow` values (text
 and bytes) in and out of the file and guarantees their integrity.
@@ -32,124 +14,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ._codec import sha256_hex
+from . import _storage_builds as builds
+from ._schema import (BLOB_TABLES, FORMAT, SCHEMA_VERSION, TEXT_COLUMNS, TaskRow, TaskText, check_bank,
+                      initialise_if_empty, now, row_digest)
+from ._sql import placeholders, raise_translated, select_in
 
-__all__ = ["SCHEMA_VERSION", "FORMAT", "TaskRow", "TaskText", "BankStorage"]
-
-SCHEMA_VERSION = 1
-FORMAT = "metaprune.bank"
-_REQUIRED_META = ("format", "schema_version", "fingerprint", "spec", "filter_space")
-_TABLES = ("meta", "backbone", "tasks", "weights", "prototypes")
-_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE backbone (
-        id INTEGER PRIMARY KEY CHECK (id = 1), weights BLOB NOT NULL, sha256 TEXT NOT NULL)""",
-    """CREATE TABLE tasks (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        task_id TEXT NOT NULL UNIQUE,
-        classes TEXT NOT NULL,
-        selection TEXT NOT NULL,
-        metrics TEXT NOT NULL,
-        config TEXT NOT NULL,
-        estimator TEXT NOT NULL,
-        backbone_fingerprint TEXT NOT NULL,
-        created TEXT NOT NULL,
-        weights_sha256 TEXT NOT NULL,
-        prototypes_sha256 TEXT,
-        digest TEXT NOT NULL)""",
-    "CREATE TABLE weights (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
-    "CREATE TABLE prototypes (task_id TEXT PRIMARY KEY, blob BLOB NOT NULL)",
-)
-_BUILD_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS designs (task_id TEXT PRIMARY KEY, design TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS builders (owner TEXT PRIMARY KEY, heartbeat REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS claims (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL)",
-)
-_CHUNK = 500  # ids per "IN (...)" query, well below SQLite's variable limit
-
-
-@dataclass(frozen=True)
-class TaskText:
-    """The text columns of one stored task (verified against their digest).
-
-    All JSON values are still text; :mod:`metaprune.bank._records` decodes them.
-    """
-
-    task_id: str
-    classes: str
-    selection: str
-    metrics: str
-    config: str
-    estimator: str
-    backbone_fingerprint: str
-    created: str
-    weights_sha256: str
-    prototypes_sha256: str | None
-
-    def values(self) -> tuple:
-        """The columns, in table order."""
-        return tuple(getattr(self, name) for name in _TEXT_COLUMNS)
-
-    def digest(self) -> str:
-        """SHA-256 of all columns (the value stored in ``tasks.digest``)."""
-        return _digest(self.values())
-
-
-_TEXT_COLUMNS = tuple(f.name for f in fields(TaskText))
-
-
-def _digest(values: Sequence) -> str:
-    """SHA-256 of text values, each length-prefixed (so no two different rows encode alike)."""
-    return sha256_hex("".join("-," if v is None else f"{len(v)}:{v}," for v in values))
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """One task, encoded: JSON text and safetensors bytes, ready to be written.
-
-    This is what pruning workers return to the process that writes the bank (plain
-    strings and bytes, cheap to send between processes).
-    """
-
-    task_id: str
-    label_kind: str
-    classes: str
-    selection: str
-    metrics: str
-    config: str
-    estimator: str
-    backbone_fingerprint: str
-    weights: bytes
-    weights_sha256: str
-    prototypes: bytes | None = None
-    prototypes_sha256: str | None = None
-    input_shape: str | None = None  # JSON [C, H, W] of the images it was pruned on
-
-    def text(self, created: str) -> TaskText:
-        """The row's text columns, stamped with its write time."""
-        return TaskText(self.task_id, self.classes, self.selection, self.metrics, self.config, self.estimator,
-                        self.backbone_fingerprint, created, self.weights_sha256, self.prototypes_sha256)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _raise_translated(exc: sqlite3.Error, name: str):
-    """Raise a clear ValueError for a damaged or foreign file; locking and I/O problems pass through."""
-    message = str(exc).lower()
-    transient = ("locked", "busy", "readonly", "read-only", "unable to open", "disk i/o", "full", "closed")
-    if isinstance(exc, sqlite3.ProgrammingError) or (isinstance(exc, sqlite3.OperationalError)
-                                                       and any(s in message for s in transient)):
-        raise exc
-    raise ValueError(f"{name} is damaged or is not a metaprune bank (SQLite: {exc})") from exc
+__all__ = ["SCHEMA_VERSION", "FORMAT", "TaskRow", "TaskText", "BankStorage"]  # the row types re-exported
 
 
 class BankStorage:
@@ -179,7 +53,7 @@ class BankStorage:
             self._conn.execute("PRAGMA synchronous = FULL")  # a committed task survives even a power loss
             if read_only:
                 self._conn.execute("PRAGMA query_only = ON")
-            self.meta = self._check_bank()
+            self.meta = check_bank(self._conn, self.name)
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
@@ -223,7 +97,7 @@ class BankStorage:
                                     f"does not exist")
         conn = cls._connect(f"{path.absolute().as_uri()}?mode=rwc", uri=True)
         try:
-            _initialise_if_empty(conn, str(path), meta, backbone_weights, wal=True)
+            initialise_if_empty(conn, str(path), meta, backbone_weights, wal=True)
             return cls(conn, str(path))
         except BaseException:
             conn.close()
@@ -233,7 +107,7 @@ class BankStorage:
     def in_memory(cls, meta: dict, backbone_weights: bytes) -> "BankStorage":
         """A new bank that lives in memory only."""
         conn = cls._connect(":memory:")
-        _initialise_if_empty(conn, ":memory:", meta, backbone_weights, wal=False)
+        initialise_if_empty(conn, ":memory:", meta, backbone_weights, wal=False)
         return cls(conn, ":memory:")
 
     @classmethod
@@ -246,7 +120,7 @@ class BankStorage:
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                _raise_translated(exc, "the bank image")
+                raise_translated(exc, "the bank image")
             raise
 
     def image(self) -> bytes:
@@ -267,7 +141,7 @@ class BankStorage:
             try:
                 yield self._conn
             except sqlite3.Error as exc:
-                _raise_translated(exc, self.name)
+                raise_translated(exc, self.name)
 
     @contextmanager
     def _read_transaction(self):
@@ -288,25 +162,6 @@ class BankStorage:
         """Hold one read snapshot: every read inside sees the same committed tasks."""
         with self._read_transaction():
             yield
-
-    def _check_bank(self) -> dict:
-        conn = self._conn
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" not in tables:
-            what = f"an SQLite database with tables {sorted(tables)}" if tables else "an empty database"
-            raise ValueError(f"{self.name} is not a metaprune bank: it is {what} without a 'meta' table")
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{self.name} is not a metaprune bank (meta format is {meta.get('format')!r}, "
-                             f"expected {FORMAT!r})")
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
-            raise ValueError(f"{self.name} has bank schema version {meta.get('schema_version')!r}; this "
-                             f"version of metaprune reads schema version {SCHEMA_VERSION} only (upgrade "
-                             f"metaprune, or rebuild the bank)")
-        missing = [k for k in _REQUIRED_META if k not in meta] + [t for t in _TABLES if t not in tables]
-        if missing:
-            raise ValueError(f"{self.name} is an incomplete metaprune bank: it lacks {missing}")
-        return meta
 
     def version(self) -> tuple:
         """A token that changes whenever any connection commits a change (for caches)."""
@@ -350,7 +205,7 @@ class BankStorage:
         """The subset of ``task_ids`` that is stored."""
         task_ids = list(task_ids)
         with self._sql() as conn:
-            return {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", task_ids)}
+            return {r[0] for r in select_in(conn, "SELECT task_id FROM tasks", task_ids)}
 
     def read(self, task_ids: Sequence | None = None, blobs: Sequence = ()) -> list:
         """Verified text columns (and raw blobs) of tasks, in one snapshot.
@@ -376,10 +231,10 @@ class BankStorage:
         ValueError
             If a row does not match its digest (the file is damaged).
         """
-        unknown = [b for b in blobs if b not in ("weights", "prototypes")]
+        unknown = [b for b in blobs if b not in BLOB_TABLES]
         if unknown:
             raise ValueError(f"unknown blob tables {unknown}")
-        columns = ", ".join(_TEXT_COLUMNS)
+        columns = ", ".join(TEXT_COLUMNS)
         with self._read_transaction() as conn:
             if task_ids is None:
                 rows = conn.execute(f"SELECT {columns}, digest FROM tasks ORDER BY seq").fetchall()
@@ -387,17 +242,17 @@ class BankStorage:
             else:
                 wanted = list(task_ids)
                 unique = list(dict.fromkeys(wanted))
-                rows = list(_select_in(conn, f"SELECT {columns}, digest FROM tasks", unique))
+                rows = list(select_in(conn, f"SELECT {columns}, digest FROM tasks", unique))
             by_id = {r[0]: r for r in rows}
             missing = [t for t in dict.fromkeys(wanted) if t not in by_id]
             if missing:
                 more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
                 raise KeyError(f"no task {missing[0]!r} in the bank{more}")
-            blob_values = {name: dict(_select_in(conn, f"SELECT task_id, blob FROM {name}", list(by_id)))
+            blob_values = {name: dict(select_in(conn, f"SELECT task_id, blob FROM {name}", list(by_id)))
                            for name in blobs}
         texts = {}
         for task_id, row in by_id.items():
-            if _digest(row[:-1]) != row[-1]:
+            if row_digest(row[:-1]) != row[-1]:
                 raise ValueError(f"{self.name}: the stored fields of task {task_id!r} do not match their "
                                  f"digest; the bank file is damaged or was modified outside metaprune")
             texts[task_id] = TaskText(*row[:-1])
@@ -460,83 +315,6 @@ class BankStorage:
             if changes_tasks:
                 self._writes += 1
 
-    # -- builders -------------------------------------------------------------------------------
-    def begin_build(self, owner: str, designs: dict, alive) -> list:
-        """Register a running build and the task design it builds, in one transaction.
-
-        Parameters
-        ----------
-        owner : str
-            The build's identity (:class:`~._builders.Builder` as text).
-        designs : dict of str to str
-            Task id -> the JSON text describing that task (its classes and images).
-        alive : callable
-            ``alive(owner, heartbeat) -> bool``, the liveness rule of builders.
-
-        Returns
-        -------
-        list of (str, str, bool)
-            The conflicts: ``(task_id, recorded design, stored)`` for each id recorded with
-            another design that is stored, or that a live build may be working on. Empty when
-            the build is registered; otherwise nothing was changed.
-        """
-        with self._write_transaction(changes_tasks=False) as conn:
-            for statement in _BUILD_SCHEMA:
-                conn.execute(statement)
-            others = self._live_builders(conn, alive)
-            recorded = dict(_select_in(conn, "SELECT task_id, design FROM designs", list(designs)))
-            stored = {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", list(recorded))}
-            conflicts = [(t, d, t in stored) for t, d in recorded.items()
-                         if d != designs[t] and (t in stored or others)]
-            if conflicts:
-                conn.execute("ROLLBACK")
-                return conflicts
-            conn.executemany("INSERT OR REPLACE INTO designs (task_id, design) VALUES (?, ?)",
-                             list(designs.items()))
-            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)",
-                         (owner, time.time()))
-        return []
-
-    def _live_builders(self, conn, alive) -> set:
-        """The live builders; dead ones and their claims are removed (inside a write transaction)."""
-        rows = conn.execute("SELECT owner, heartbeat FROM builders").fetchall()
-        dead = [(owner,) for owner, beat in rows if not alive(owner, beat)]
-        conn.executemany("DELETE FROM builders WHERE owner = ?", dead)
-        conn.execute("DELETE FROM claims WHERE owner NOT IN (SELECT owner FROM builders)")
-        return {owner for owner, _ in rows} - {owner for owner, in dead}
-
-    def claim(self, owner: str, task_id: str, alive) -> str:
-        """Claim one task for a build: ``"claimed"``, ``"stored"`` (done already) or ``"busy"``
-        (a live build is pruning it)."""
-        with self._write_transaction(changes_tasks=False) as conn:
-            if conn.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone():
-                return "stored"
-            self._live_builders(conn, alive)
-            holder = conn.execute("SELECT owner FROM claims WHERE task_id = ?", (task_id,)).fetchone()
-            if holder is not None and holder[0] != owner:
-                return "busy"
-            conn.execute("INSERT OR REPLACE INTO claims (task_id, owner) VALUES (?, ?)", (task_id, owner))
-            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)", (owner, time.time()))
-        return "claimed"
-
-    def claims(self) -> dict:
-        """Task id -> the build that claims it now (empty for a file no build has opened)."""
-        with self._sql() as conn:
-            if not _has_table(conn, "claims"):
-                return {}
-            return dict(conn.execute("SELECT task_id, owner FROM claims"))
-
-    def beat(self, owner: str) -> None:
-        """Refresh a build's heartbeat."""
-        with self._write_transaction(changes_tasks=False) as conn:
-            conn.execute("INSERT OR REPLACE INTO builders (owner, heartbeat) VALUES (?, ?)", (owner, time.time()))
-
-    def end_build(self, owner: str) -> None:
-        """Unregister a build and free the tasks it still claims (it stopped, finished or failed)."""
-        with self._write_transaction(changes_tasks=False) as conn:
-            conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
-            conn.execute("DELETE FROM builders WHERE owner = ?", (owner,))
-
     def _write_locked(self, conn, rows, replace, skip_existing) -> list:
         kind = conn.execute("SELECT value FROM meta WHERE key = 'label_kind'").fetchone()
         kind = None if kind is None else kind[0]
@@ -552,21 +330,21 @@ class BankStorage:
                                  f"labels are {kind}s (fixed by its first task); labels must be one global "
                                  f"kind of class id")
         _check_input_shape(conn, rows)
-        existing = {r[0] for r in _select_in(conn, "SELECT task_id FROM tasks", [r.task_id for r in rows])}
+        existing = {r[0] for r in select_in(conn, "SELECT task_id FROM tasks", [r.task_id for r in rows])}
         if skip_existing:
             rows = [r for r in rows if r.task_id not in existing]
             existing = set()
         elif existing and not replace:
             raise ValueError(f"task(s) {sorted(existing)[:5]} are already in the bank; pass replace=True to "
                              f"overwrite, or use new task ids")
-        created = _now()
+        created = now()
         texts = [row.text(created) for row in rows]
         values = [(*t.values(), t.digest()) for t in texts]
         new = [v for v in values if v[0] not in existing]
         old = [v for v in values if v[0] in existing]
-        columns = ", ".join(_TEXT_COLUMNS)
-        conn.executemany(f"INSERT INTO tasks ({columns}, digest) VALUES ({_marks(_TEXT_COLUMNS)}, ?)", new)
-        assignments = ", ".join(f"{c} = ?" for c in _TEXT_COLUMNS[1:])
+        columns = ", ".join(TEXT_COLUMNS)
+        conn.executemany(f"INSERT INTO tasks ({columns}, digest) VALUES ({placeholders(TEXT_COLUMNS)}, ?)", new)
+        assignments = ", ".join(f"{c} = ?" for c in TEXT_COLUMNS[1:])
         conn.executemany(f"UPDATE tasks SET {assignments}, digest = ? WHERE task_id = ?",
                          [(*v[1:], v[0]) for v in old])
         conn.executemany("INSERT OR REPLACE INTO weights (task_id, blob) VALUES (?, ?)",
@@ -575,9 +353,40 @@ class BankStorage:
                          [(r.task_id, r.prototypes) for r in rows if r.prototypes is not None])
         conn.executemany("DELETE FROM prototypes WHERE task_id = ?",
                          [(r.task_id,) for r in rows if r.prototypes is None and r.task_id in existing])
-        if _has_table(conn, "claims"):
-            conn.executemany("DELETE FROM claims WHERE task_id = ?", [(r.task_id,) for r in rows])
+        builds.release_claims(conn, [r.task_id for r in rows])
         return [r.task_id for r in rows]
+
+    # -- builders (the SQL is in _storage_builds) ------------------------------------------------
+    def begin_build(self, owner: str, designs: dict, alive) -> list:
+        """Register a running build and the task design it builds, in one transaction.
+
+        Returns the conflicts ``(task_id, recorded design, stored)``
+        (:func:`._storage_builds.register_build`): empty when the build is registered;
+        otherwise nothing was changed.
+        """
+        with self._write_transaction(changes_tasks=False) as conn:
+            return builds.register_build(conn, owner, designs, alive)
+
+    def claim(self, owner: str, task_id: str, alive) -> str:
+        """Claim one task for a build: ``"claimed"``, ``"stored"`` (done already) or ``"busy"``
+        (a live build is pruning it)."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            return builds.claim_task(conn, owner, task_id, alive)
+
+    def claims(self) -> dict:
+        """Task id -> the build that claims it now (empty for a file no build has opened)."""
+        with self._sql() as conn:
+            return builds.current_claims(conn)
+
+    def beat(self, owner: str) -> None:
+        """Refresh a build's heartbeat."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            builds.refresh_heartbeat(conn, owner)
+
+    def end_build(self, owner: str) -> None:
+        """Unregister a build and free the tasks it still claims (it stopped, finished or failed)."""
+        with self._write_transaction(changes_tasks=False) as conn:
+            builds.unregister_build(conn, owner)
 
 
 def _check_input_shape(conn, rows) -> None:
@@ -595,46 +404,3 @@ def _check_input_shape(conn, rows) -> None:
             raise ValueError(f"task {row.task_id!r} was pruned on images of shape {tuple(theirs)} but this "
                              f"bank's tasks use {tuple(shape)} (fixed by its first task); one bank serves "
                              f"one image size")
-
-
-def _has_table(conn, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
-def _initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, wal: bool) -> None:
-    """Create the schema, meta and backbone in one transaction when the database has no table."""
-    try:
-        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            return
-        if wal:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # created meanwhile
-                conn.execute("ROLLBACK")
-                return
-            for statement in (*_SCHEMA, *_BUILD_SCHEMA):
-                conn.execute(statement)
-            rows = {"format": FORMAT, "schema_version": str(SCHEMA_VERSION), "created": _now(), **meta}
-            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                             [(k, str(v)) for k, v in rows.items()])
-            conn.execute("INSERT INTO backbone (id, weights, sha256) VALUES (1, ?, ?)",
-                         (backbone_weights, sha256_hex(backbone_weights)))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        _raise_translated(exc, name)
-
-
-def _select_in(conn, select: str, task_ids: list):
-    """Rows of ``select ... WHERE task_id IN (task_ids)``, a few hundred ids per query."""
-    for start in range(0, len(task_ids), _CHUNK):
-        chunk = task_ids[start:start + _CHUNK]
-        yield from conn.execute(f"{select} WHERE task_id IN ({_marks(chunk)})", chunk)
-
-
-def _marks(items) -> str:
-    return ", ".join("?" * len(items))

@@ -23,9 +23,10 @@ from typing import Iterator
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-__all__ = ["ChannelGroup", "FilterSpace"]
+__all__ = ["ChannelGroup", "FilterSpace", "head_name"]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+HEAD = "fc"  # torchvision's name of the final linear layer: the task head
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ class FilterSpace:
                 axes[last_conv], axes[last_bn] = (stream, previous), (stream, None)
                 stream.activations.append((prefix, False))
                 current = stream
-        if isinstance(getattr(model, "fc", None), nn.Linear):
-            axes["fc"] = (None, current)
+        if isinstance(getattr(model, HEAD, None), nn.Linear):
+            axes[HEAD] = (None, current)
         groups = [ChannelGroup(g.name, g.size, g.kind, tuple(g.activations)) for g in builders]
         named_axes = {m: tuple(None if g is None else g.name for g in pair) for m, pair in axes.items()}
         return cls(groups, named_axes)
@@ -234,3 +235,40 @@ def _block_convs(block: nn.Module, prefix: str) -> list:
     else:
         raise TypeError(f"unsupported residual block {type(block).__name__} at {prefix}")
     return [(f"{prefix}.conv{i}", f"{prefix}.bn{i}") for i in range(1, n + 1)]
+
+
+def head_name(space_or_model) -> str:
+    """Name of the task head: the module whose outputs are classes, not a channel group.
+
+    Parameters
+    ----------
+    space_or_model : FilterSpace or torch.nn.Module
+        A filter space (the head is its one module without an output group) or a
+        torchvision-style ResNet, full or pruned (the head is its final linear layer).
+
+    Returns
+    -------
+    str
+        The module name (``"fc"``); its tensors are the state-dict entries that start with
+        ``head_name(...) + "."``.
+
+    Raises
+    ------
+    ValueError
+        If there is no task head.
+
+    Examples
+    --------
+    >>> from metaprune.backbone.resnet import cifar_resnet18
+    >>> model = cifar_resnet18(width=4)
+    >>> head_name(model), head_name(FilterSpace.from_model(model))
+    ('fc', 'fc')
+    """
+    if isinstance(space_or_model, FilterSpace):
+        heads = [m for m, (out_group, _) in space_or_model.module_axes.items() if out_group is None]
+    else:
+        heads = [HEAD] if isinstance(getattr(space_or_model, HEAD, None), nn.Linear) else []
+    if len(heads) != 1:
+        raise ValueError(f"expected one task head (a final nn.Linear {HEAD!r}) in the "
+                         f"{type(space_or_model).__name__}, found {heads or 'none'}")
+    return heads[0]

@@ -17,9 +17,10 @@ import torch
 
 from ..backbone.safetensors_reader import header_json, read_header, read_tensors, state_mismatch
 from ..data.checks import check_images, check_input_shape
+from ..data.labels import labels_from_json, labels_to_json
 from ..data.batches import forward_batches
-from .filter_space import FilterSpace
-from ..backbone.resnet import ResNetSpec, _initialise_, _materialise, _max_blocks_for, _spec_from_header, _state_shapes
+from .filter_space import FilterSpace, head_name
+from ..backbone.resnet import ResNetSpec, _initialise_, _max_blocks_for, _spec_from_header, _state_shapes, materialise
 from .selection import Selection
 from .surgery import extract
 
@@ -86,38 +87,8 @@ def build_pruned_module(spec: ResNetSpec, selection: Selection, n_classes: int) 
         If ``selection`` does not fit ``spec``.
     """
     module = _initialise_(pruned_skeleton(spec, selection, n_classes).to_empty(device="cpu"))
-    module.fc.reset_parameters()
+    module.get_submodule(head_name(module)).reset_parameters()
     return module
-
-
-def _classes_to_json(classes) -> dict:
-    classes = np.asarray(classes)
-    kind = "int" if classes.dtype.kind in "iu" else "str"
-    values = [int(c) for c in classes] if kind == "int" else [str(c) for c in classes]
-    return {"kind": kind, "values": values}
-
-
-def _classes_from_json(data, what: str = "class labels") -> np.ndarray:
-    """Inverse of :func:`_classes_to_json`: int64 labels, or str labels in an object array.
-
-    Raises
-    ------
-    ValueError
-        Naming ``what``, unless ``data`` is ``{"kind": "int" | "str", "values": [...]}`` with
-        a non-empty list of distinct labels of that kind (int64 range for ints).
-    """
-    if not (isinstance(data, dict) and data.get("kind") in ("int", "str")
-            and isinstance(data.get("values"), list)):
-        raise ValueError(f"the {what} are not a valid label list: {str(data)[:80]}")
-    kind, values = data["kind"], data["values"]
-    wanted = int if kind == "int" else str
-    if not values or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"the {what} must be a non-empty list of {kind} labels")
-    if kind == "int" and not all(-2**63 <= v < 2**63 for v in values):
-        raise ValueError(f"the {what} must be int64 labels")
-    if len(set(values)) != len(values):
-        raise ValueError(f"the {what} must be distinct, got {str(values)[:80]}")
-    return np.asarray(values, dtype=np.int64 if kind == "int" else object)
 
 
 def save_pruned(path, module, selection: Selection, classes, spec: ResNetSpec, input_shape, metadata=None) -> None:
@@ -128,7 +99,7 @@ def save_pruned(path, module, selection: Selection, classes, spec: ResNetSpec, i
         "format": FORMAT,
         "spec": json.dumps(spec.to_dict()),
         "selection": json.dumps(selection.to_dict()),
-        "classes": json.dumps(_classes_to_json(classes)),
+        "classes": json.dumps(labels_to_json(classes)),
         "input_shape": json.dumps([int(s) for s in input_shape]),
         "metadata": json.dumps(metadata or {}, default=str),
     }
@@ -259,7 +230,7 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
     header, shapes = read_header(path, FORMAT, "pruned-network")
     spec = _spec_from_header(header, path)
     selection = _parse_entry(header, "selection", path, lambda data: Selection(data))
-    classes = _parse_entry(header, "classes", path, _classes_from_json)
+    classes = _parse_entry(header, "classes", path, labels_from_json)
     input_shape = _parse_entry(header, "input_shape", path,
                                lambda data: check_input_shape(data, in_channels=spec.in_channels))
     metadata = header_json(header, "metadata", path, default={})
@@ -274,7 +245,7 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
         raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
     _check_runs(skeleton, input_shape, path)
     try:
-        module = _materialise(skeleton, read_tensors(path, "pruned-network"))
+        module = materialise(skeleton, read_tensors(path, "pruned-network"))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return PrunedModel(module.to(map_location), classes, selection, spec, input_shape, metadata)

@@ -139,7 +139,8 @@ def module_mode(module: nn.Module, training: bool):
         module.train(was_training)
 
 
-def forward_batches(module: nn.Module, X, batch_size: int, device=None, training: bool = False):
+def forward_batches(module: nn.Module, X, batch_size: int, device=None, training: bool = False,
+                    transform=None):
     """Yield ``(start, batch)`` pairs: ``X`` cut into float32 C-contiguous batches on ``device``.
 
     The module is in eval mode (train mode with ``training=True``) while the caller
@@ -150,15 +151,25 @@ def forward_batches(module: nn.Module, X, batch_size: int, device=None, training
     ----------
     module : torch.nn.Module
     X : array-like or torch.Tensor of shape (n, C, H, W)
+        Any shape ``transform`` accepts when it is given.
     batch_size : int
     device : str or torch.device, optional
         Defaults to the module's device.
     training : bool, default=False
+    transform : callable, optional
+        ``transform(X[start:start + batch_size])`` makes each batch from a slice of ``X`` as
+        given (e.g. uint8 NHWC images converted and normalised one batch at a time, so the
+        whole set is never held as float32); its result then goes through
+        :func:`image_tensor`. Without it ``X`` goes through :func:`image_tensor` once, whole.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     device = torch.device(device) if device is not None else next(module.parameters()).device
-    X = image_tensor(X)
+    if transform is None:
+        X = image_tensor(X)
     with module_mode(module, training):
         for start in range(0, len(X), batch_size):
-            yield start, X[start:start + batch_size].to(device)
+            batch = X[start:start + batch_size]
+            if transform is not None:
+                batch = image_tensor(transform(batch))
+            yield start, batch.to(device)

@@ -1,16 +1,22 @@
-"""Image data sets as plain arrays: CIFAR-100, Fashion-MNIST, image folders, scikit-learn digits.
+"""Image data sets as plain arrays: CIFAR-100, Fashion-MNIST, scikit-learn digits (and image folders).
 
-Every loader returns an :class:`ImageDataset`: ``uint8`` images in NHWC layout, ``int64``
-labels whose values are *global* class ids (index into ``class_names``), and optionally the
-coarse labels of a two-level label set (CIFAR-100's superclasses). Tasks
-(:mod:`metaprune.data.tasks`) index into these arrays; :class:`metaprune.data.preprocessing.ImageToTensor`
-turns them into the float NCHW tensors the estimators take.
+Every loader returns an :class:`~metaprune.data.image_dataset.ImageDataset`: ``uint8`` images
+in NHWC layout, ``int64`` labels whose values are *global* class ids (index into
+``class_names``), and optionally the coarse labels of a two-level label set (CIFAR-100's
+superclasses). Tasks (:mod:`metaprune.data.tasks`) index into these arrays;
+:class:`metaprune.data.preprocessing.ImageToTensor` turns them into the float NCHW tensors the
+estimators take.
 
 Nothing is unpickled freely: the official CIFAR-100 files are Python pickles, and they are
-read with :class:`RestrictedUnpickler`, which resolves only inert stand-ins for the few numpy
-globals an array needs, builds plain numeric arrays itself, and refuses every other global (a
-pickle from an untrusted source can neither run code nor forge objects).
-Corrupted or truncated files raise a :class:`ValueError` that names the file and the problem.
+read with :class:`~metaprune.data.unpickler.RestrictedUnpickler`, which resolves only inert
+stand-ins for the few numpy globals an array needs, builds plain numeric arrays itself, and
+refuses every other global (a pickle from an untrusted source can neither run code nor forge
+objects). Corrupted or truncated files raise a :class:`ValueError` that names the file and the
+problem.
+
+The container (:mod:`metaprune.data.image_dataset`), the unpickler
+(:mod:`metaprune.data.unpickler`) and the image-folder reader (:mod:`metaprune.data.image_folders`)
+live in their own modules; every name of ``__all__`` also imports from here.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import pickle
-import re
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .image_dataset import ImageDataset
+from .image_folders import IMAGE_EXTENSIONS, load_image_folder
+from .unpickler import RestrictedUnpickler, load_pickle_dict
 
 __all__ = [
     "ImageDataset",
@@ -51,150 +58,8 @@ FASHION_MNIST_CLASSES = (
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where the Debian package ``dataset-fashion-mnist`` installs the four gzipped IDX files."""
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-"""File extensions :func:`load_image_folder` reads (case-insensitive)."""
-
 CIFAR100_ENV_VAR = "METAPRUNE_CIFAR100"
 _SPLITS = ("train", "test")
-
-
-# --------------------------------------------------------------------------------------
-# The container
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class ImageDataset:
-    """Images with global class labels, as plain numpy arrays.
-
-    Parameters
-    ----------
-    images : ndarray of uint8, shape (n_images, height, width, channels)
-        Pixel values 0..255, NHWC layout.
-    labels : array-like of int, shape (n_images,)
-        Class id of every image, ``0 <= label < len(class_names)``; stored as ``int64``.
-    class_names : sequence of str
-        Name of every class, index = label.
-    coarse_labels : array-like of int, shape (n_images,), optional
-        Superclass id of every image (CIFAR-100's 20 superclasses), stored as ``int64``.
-    coarse_names : sequence of str, optional
-        Name of every superclass; given if and only if ``coarse_labels`` is.
-
-    Attributes
-    ----------
-    n_classes : int
-        ``len(class_names)``.
-    image_shape : tuple of int
-        ``(height, width, channels)``.
-
-    Examples
-    --------
-    >>> from metaprune.data.loaders import load_digits_images
-    >>> data = load_digits_images()
-    >>> data.images.shape, data.labels.dtype.name, data.class_names[:3]
-    ((1797, 8, 8, 1), 'int64', ('0', '1', '2'))
-    >>> len(data.subset(data.labels == 3))
-    183
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple
-    coarse_labels: np.ndarray | None = None
-    coarse_names: tuple | None = None
-
-    def __post_init__(self):
-        images = self.images
-        if not isinstance(images, np.ndarray):
-            raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
-        if images.dtype != np.uint8 or images.ndim != 4:
-            raise ValueError(
-                "images must be a uint8 array of shape (n_images, height, width, channels) (NHWC), "
-                f"got dtype {images.dtype} and shape {images.shape}"
-            )
-        class_names = _as_names(self.class_names, "class_names")
-        labels = _as_labels(self.labels, len(images), len(class_names), "labels")
-        object.__setattr__(self, "class_names", class_names)
-        object.__setattr__(self, "labels", labels)
-        if (self.coarse_labels is None) != (self.coarse_names is None):
-            raise ValueError("coarse_labels and coarse_names must be given together (or both be None)")
-        if self.coarse_labels is not None:
-            coarse_names = _as_names(self.coarse_names, "coarse_names")
-            coarse = _as_labels(self.coarse_labels, len(images), len(coarse_names), "coarse_labels")
-            object.__setattr__(self, "coarse_names", coarse_names)
-            object.__setattr__(self, "coarse_labels", coarse)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __repr__(self):
-        coarse = "" if self.coarse_names is None else f", n_coarse={len(self.coarse_names)}"
-        return (f"ImageDataset(n_images={len(self)}, image_shape={self.image_shape}, "
-                f"n_classes={self.n_classes}{coarse})")
-
-    @property
-    def n_classes(self):
-        """Number of classes, ``len(class_names)``."""
-        return len(self.class_names)
-
-    @property
-    def image_shape(self):
-        """Shape ``(height, width, channels)`` of one image."""
-        return tuple(int(s) for s in self.images.shape[1:])
-
-    def subset(self, index):
-        """Return the images selected by ``index``, with the same (global) class names.
-
-        Parameters
-        ----------
-        index : array-like of int or bool, or slice
-            Positions (or a boolean mask of length ``len(self)``) of the images to keep.
-
-        Returns
-        -------
-        ImageDataset
-            A new data set; labels keep their global values, so a subset of a few classes
-            still uses the full ``class_names``.
-        """
-        if not isinstance(index, slice):
-            index = np.asarray(index)
-            if index.dtype == bool:
-                if index.shape != (len(self),):
-                    raise ValueError(f"a boolean index must have shape ({len(self)},), got {index.shape}")
-            elif index.size and not np.issubdtype(index.dtype, np.integer):
-                raise ValueError(f"index must hold integers or booleans, got dtype {index.dtype}")
-            elif index.ndim != 1:
-                raise ValueError(f"index must be 1-D, got shape {index.shape}")
-            else:
-                index = index.astype(np.int64)
-        coarse = None if self.coarse_labels is None else self.coarse_labels[index]
-        return ImageDataset(self.images[index], self.labels[index], self.class_names,
-                            coarse, self.coarse_names)
-
-
-def _as_names(names, what):
-    """Return ``names`` as a tuple of str, or raise a ValueError."""
-    if isinstance(names, (str, bytes)):
-        raise ValueError(f"{what} must be a sequence of names, not a single string")
-    names = tuple(names)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{what} must be a non-empty sequence of str")
-    return names
-
-
-def _as_labels(labels, n_images, n_classes, what):
-    """Return ``labels`` as a 1-D int64 array of valid class ids, or raise a ValueError."""
-    labels = np.asarray(labels)
-    if labels.shape != (n_images,):
-        raise ValueError(f"{what} must have shape ({n_images},) to match the images, got {labels.shape}")
-    if n_images and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{what} must be integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False)
-    if n_images and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"{what} must lie in 0..{n_classes - 1} (one per name), got {labels.min()}..{labels.max()}"
-        )
-    return labels
 
 
 # --------------------------------------------------------------------------------------
@@ -223,7 +88,7 @@ def default_cifar100_path():
         warnings.warn(f"{CIFAR100_ENV_VAR}={env!r} does not exist; looking in the default places",
                       UserWarning, stacklevel=2)
     relative = Path("..", "shared", "data", "cifar100", "train.npz")
-    repo_root = Path(__file__).resolve().parent.parent
+    repo_root = Path(__file__).resolve().parents[2]  # metaprune/data/loaders.py
     for base in (Path.cwd(), repo_root):
         if (base / relative).is_file():
             return (base / relative).resolve()
@@ -331,9 +196,9 @@ def _make_dataset(path, images, labels, class_names, coarse=None, coarse_names=N
 
 def _load_cifar100_pickles(folder, split):
     """Read the official ``cifar-100-python`` pickles of one split."""
-    meta = _load_pickle_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
+    meta = load_pickle_dict(folder / "meta", ("fine_label_names", "coarse_label_names"))
     data_path = folder / split
-    batch = _load_pickle_dict(data_path, ("data", "fine_labels", "coarse_labels"))
+    batch = load_pickle_dict(data_path, ("data", "fine_labels", "coarse_labels"))
     data = batch["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise ValueError(
@@ -355,242 +220,6 @@ def _int_list(values, path, what):
     if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"{path}: {what!r} must be a flat list of integers, got {array.dtype} {array.shape}")
     return array.astype(np.int64)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler for data pickles that can neither run code nor forge numpy objects.
-
-    Plain containers (dict, list, tuple, str, bytes, int, float...) need no globals, or (for
-    old protocols) only the builtin types ``set``, ``frozenset``, ``bytes``, ``bytearray``
-    and ``complex``, which are resolved. The only other globals resolved are the names
-    numpy's own pickles of plain numeric arrays and scalars use (``numpy.core.multiarray._reconstruct``,
-    ``numpy.ndarray``, ``numpy.dtype``, ``numpy.core.multiarray.scalar``,
-    ``numpy.core.numeric._frombuffer``, under ``numpy._core`` as well, and ``_codecs.encode``
-    for Python 3 pickles of bytes); any other global (``os.system``, ``builtins.exec``...)
-    makes :meth:`find_class` raise :class:`pickle.UnpicklingError` before anything is called.
-
-    Even the numpy names do not resolve to numpy itself: ``numpy.ndarray(shape, "O", buffer)``
-    would build an object array from raw bytes, i.e. forged pointers. They resolve to inert
-    stand-ins that only record what the stream describes; :meth:`load` then builds each array
-    with :func:`numpy.frombuffer`, after checking that its dtype is a plain boolean, integer,
-    float or complex type (no objects, no structured types) and that the byte count matches
-    its shape.
-
-    Parameters
-    ----------
-    file : binary file object
-        The pickle stream.
-    **kwargs
-        Passed to :class:`pickle.Unpickler` (e.g. ``encoding="bytes"`` for Python 2 pickles
-        such as the official CIFAR-100 files).
-
-    Examples
-    --------
-    >>> import io, pickle, numpy as np
-    >>> data = pickle.dumps({"x": np.arange(3, dtype=np.uint8)})
-    >>> RestrictedUnpickler(io.BytesIO(data)).load()["x"]
-    array([0, 1, 2], dtype=uint8)
-    """
-
-    def find_class(self, module, name):
-        """Return the stand-in of the allowed global ``module.name``; refuse every other one."""
-        obj = _PICKLE_GLOBALS.get((module, name))
-        if obj is None:
-            raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name}: only numeric numpy array data may be unpickled"
-            )
-        return obj
-
-    def persistent_load(self, pid):
-        """Refuse persistent ids: a data pickle has none."""
-        raise pickle.UnpicklingError("forbidden persistent id in a data pickle")
-
-    def load(self):
-        """Read the stream and return its data, with numpy arrays and scalars built safely."""
-        return _materialise(super().load(), {})
-
-
-def _text(value):
-    """A str from a pickled str or (Python 2, ``encoding="bytes"``) byte string."""
-    return value.decode("latin1") if isinstance(value, (bytes, bytearray)) else value
-
-
-def _raw_bytes(value):
-    """The raw data of an array or scalar: bytes, or a latin-1 str (``encoding="latin1"``)."""
-    if isinstance(value, str):
-        return value.encode("latin1")
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    raise pickle.UnpicklingError(f"array data must be bytes, got {type(value).__name__}")
-
-
-class _NdarrayMarker:
-    """Stands for ``numpy.ndarray``: only passed to ``_reconstruct``, never callable."""
-
-    __slots__ = ()
-
-
-class _DtypeStub:
-    """What ``numpy.dtype(spec, align, copy)`` plus its ``__setstate__`` describe."""
-
-    __slots__ = ("spec", "byteorder")
-
-    def __init__(self, spec, align=False, copy=False):
-        self.spec, self.byteorder = _text(spec), "="
-
-    def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) < 5 or any(v is not None for v in state[2:5]):
-            raise pickle.UnpicklingError("only plain numeric numpy dtypes may be unpickled "
-                                         "(no sub-arrays or structured types)")
-        self.byteorder = _text(state[1])
-
-    def resolve(self):
-        """The numpy dtype, if it is a plain numeric one."""
-        spec, order = self.spec, self.byteorder
-        if not isinstance(spec, str) or not re.fullmatch(r"[biufc]\d{1,2}", spec) or order not in ("<", ">", "=", "|"):
-            raise pickle.UnpicklingError(f"only plain numeric numpy dtypes may be unpickled, got {spec!r}")
-        dtype = np.dtype(spec)
-        return dtype.newbyteorder(order) if order in "<>" else dtype
-
-
-class _ArrayStub:
-    """An array as ``_reconstruct`` + ``__setstate__`` (or ``_frombuffer``) describe it."""
-
-    __slots__ = ("shape", "dtype", "fortran", "raw")
-
-    def __init__(self, shape=None, dtype=None, fortran=False, raw=None):
-        self.shape, self.dtype, self.fortran, self.raw = shape, dtype, fortran, raw
-
-    def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise pickle.UnpicklingError("malformed numpy array state")
-        self.shape, self.dtype, self.fortran, self.raw = state[-4:]
-
-    def build(self):
-        """A new writable array from the recorded raw bytes."""
-        if not isinstance(self.dtype, _DtypeStub):
-            raise pickle.UnpicklingError("numpy array without a dtype in the pickle")
-        dtype = self.dtype.resolve()
-        shape = self.shape
-        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise pickle.UnpicklingError(f"malformed numpy array shape {shape!r}")
-        raw = _raw_bytes(self.raw)
-        if len(raw) != math.prod(shape) * dtype.itemsize:
-            raise pickle.UnpicklingError(f"numpy array data of {len(raw)} bytes does not fit shape {shape} "
-                                         f"of {dtype}")
-        order = "F" if self.fortran in (True, 1, "F", b"F") else "C"
-        return np.frombuffer(raw, dtype).reshape(shape, order=order).copy(order="K")
-
-
-class _ScalarStub:
-    """A numpy scalar as ``numpy.core.multiarray.scalar(dtype, raw)`` describes it."""
-
-    __slots__ = ("dtype", "raw")
-
-    def __init__(self, dtype, raw):
-        self.dtype, self.raw = dtype, raw
-
-    def build(self):
-        """The numpy scalar."""
-        return _ArrayStub((), self.dtype, False, self.raw).build()[()]
-
-
-class _ReconstructCall:
-    """Stands for ``numpy.core.multiarray._reconstruct(numpy.ndarray, shape, typecode)``."""
-
-    __slots__ = ()
-
-    def __call__(self, subtype, shape, typecode):
-        if not isinstance(subtype, _NdarrayMarker):
-            raise pickle.UnpicklingError("_reconstruct may only rebuild a plain numpy.ndarray")
-        return _ArrayStub()
-
-
-class _DtypeCall:
-    """Stands for ``numpy.dtype``."""
-
-    __slots__ = ()
-
-    def __call__(self, spec, align=False, copy=False):
-        return _DtypeStub(spec)
-
-
-class _ScalarCall:
-    """Stands for ``numpy.core.multiarray.scalar``."""
-
-    __slots__ = ()
-
-    def __call__(self, dtype, raw=None):
-        return _ScalarStub(dtype, raw)
-
-
-class _FrombufferCall:
-    """Stands for ``numpy.core.numeric._frombuffer(buffer, dtype, shape, order)`` (protocol 5)."""
-
-    __slots__ = ()
-
-    def __call__(self, buffer, dtype, shape, order="C"):
-        return _ArrayStub(shape, dtype, _text(order) == "F", buffer)
-
-
-def _pickle_globals():
-    """The stand-ins :class:`RestrictedUnpickler` resolves, keyed by (module, name)."""
-    allowed = {("numpy", "ndarray"): _NdarrayMarker(), ("numpy", "dtype"): _DtypeCall(),
-               # Python 3 pickles of bytes with protocol < 3 call _codecs.encode(text, "latin1");
-               # str.encode does that for text codecs only and has no state a stream could alter
-               ("_codecs", "encode"): str.encode}
-    for module in ("builtins", "__builtin__"):  # containers that protocols < 4 build by calling the type
-        for kind in (set, frozenset, bytes, bytearray, complex):
-            allowed[(module, kind.__name__)] = kind
-    for package in ("numpy.core", "numpy._core"):  # pickles written by numpy 1 and numpy 2
-        allowed[(f"{package}.multiarray", "_reconstruct")] = _ReconstructCall()
-        allowed[(f"{package}.multiarray", "scalar")] = _ScalarCall()
-        allowed[(f"{package}.numeric", "_frombuffer")] = _FrombufferCall()
-    return allowed
-
-
-_PICKLE_GLOBALS = _pickle_globals()
-
-
-def _materialise(obj, memo):
-    """Replace the stand-ins in unpickled data by real numpy arrays, scalars and dtypes."""
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    if isinstance(obj, (_ArrayStub, _ScalarStub)):
-        out = obj.build()
-    elif isinstance(obj, _DtypeStub):
-        out = obj.resolve()
-    elif isinstance(obj, (_NdarrayMarker, _ReconstructCall, _DtypeCall, _ScalarCall, _FrombufferCall)):
-        raise pickle.UnpicklingError("a bare numpy global is not data")
-    elif isinstance(obj, dict):
-        out = memo[key] = {}
-        out.update((_materialise(k, memo), _materialise(v, memo)) for k, v in obj.items())
-    elif isinstance(obj, list):
-        out = memo[key] = []
-        out.extend(_materialise(v, memo) for v in obj)
-    elif isinstance(obj, (tuple, set, frozenset)):
-        out = type(obj)(_materialise(v, memo) for v in obj)
-    else:
-        out = obj
-    memo[key] = out
-    return out
-
-
-def _load_pickle_dict(path, required):
-    """Load a dict pickle with :class:`RestrictedUnpickler`; keys are returned as str."""
-    try:
-        with open(path, "rb") as f:
-            obj = RestrictedUnpickler(f, encoding="bytes").load()
-    except Exception as exc:  # any failure of a hostile or broken stream
-        raise ValueError(f"{path}: cannot read the pickle ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
-    obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
-    missing = [key for key in required if key not in obj]
-    if missing:
-        raise ValueError(f"{path}: missing entries {missing}; the pickle holds {sorted(map(str, obj))}")
-    return obj
 
 
 # --------------------------------------------------------------------------------------
@@ -718,88 +347,8 @@ def load_fashion_mnist(path=None, split="train"):
 
 
 # --------------------------------------------------------------------------------------
-# Image folders and scikit-learn digits
+# scikit-learn digits
 # --------------------------------------------------------------------------------------
-
-
-def _as_size(image_size):
-    """Return ``image_size`` (int or (h, w)) as a (h, w) tuple of positive ints, or None."""
-    if image_size is None:
-        return None
-    size = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
-        raise ValueError(f"image_size must be a positive int or a (height, width) pair, got {image_size!r}")
-    return int(size[0]), int(size[1])
-
-
-def _list_image_folder(root):
-    """Return the sorted class names and, per class, its sorted image files."""
-    if not root.is_dir():
-        raise ValueError(f"image folder {root} does not exist or is not a folder")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        raise ValueError(f"image folder {root} has no class sub-folders (expected root/class_name/image.png)")
-    files = {d.name: sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-             for d in class_dirs}
-    empty = [name for name, found in files.items() if not found]
-    if empty:
-        raise ValueError(f"image folder {root}: class folder(s) {empty} hold no images "
-                         f"with an extension in {IMAGE_EXTENSIONS}")
-    return [d.name for d in class_dirs], files
-
-
-def _read_image(path, size):
-    """Read one image file as an RGB uint8 (H, W, 3) array, resized to ``size`` = (h, w) if given."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from exc
-
-
-def load_image_folder(root, image_size=None):
-    """Load an image-folder tree ``root/class_name/*.png`` (torchvision's ImageFolder layout).
-
-    Parameters
-    ----------
-    root : str or path-like
-        Folder with one sub-folder per class; images may lie deeper inside a class folder.
-        Class ids follow the sorted sub-folder names.
-    image_size : int or (int, int), optional
-        Resize every image to ``(image_size, image_size)`` or ``(height, width)``
-        (bilinear). Without it, all images must already have the same size.
-
-    Returns
-    -------
-    ImageDataset
-        RGB images (N, H, W, 3) uint8, in class order then sorted file order.
-
-    Raises
-    ------
-    ValueError
-        If the folder has no class folders, a class folder holds no images, an image cannot
-        be decoded, or images differ in size and ``image_size`` is not given.
-    """
-    root = Path(root).expanduser()
-    size = _as_size(image_size)
-    class_names, files = _list_image_folder(root)
-    images, labels = [], []
-    for label, name in enumerate(class_names):
-        for path in files[name]:
-            image = _read_image(path, size)
-            if images and image.shape != images[0].shape:
-                raise ValueError(
-                    f"{path} is {image.shape[1]}x{image.shape[0]} (WxH) but earlier images are "
-                    f"{images[0].shape[1]}x{images[0].shape[0]}; pass image_size to resize them all"
-                )
-            images.append(image)
-            labels.append(label)
-    return ImageDataset(np.stack(images), np.asarray(labels, dtype=np.int64), class_names)
 
 
 def load_digits_images():

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.checks import check_images
+from ..data.labels import LABEL_KINDS, kind_of_labels
 from ..backbone.penultimate import class_prototypes
 
 __all__ = ["shared_class_counts", "prototype_similarity", "prototype_similarities",
@@ -182,7 +183,7 @@ class TaskSimilarity(BaseEstimator, metaclass=ABCMeta):
             raise ValueError("the bank has no tasks; a task similarity needs at least one bank task")
         if len(task_ids) != len(bank):
             raise ValueError(f"bank.task_ids lists {len(task_ids)} tasks but len(bank) is {len(bank)}")
-        if bank.label_kind not in ("int", "str"):
+        if bank.label_kind not in LABEL_KINDS:
             raise ValueError(f"bank.label_kind must be 'int' or 'str', got {bank.label_kind!r}")
         self.bank_ = bank
         self.task_ids_ = task_ids
@@ -307,12 +308,7 @@ def _check_task_labels(y, label_kind: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"y must be a non-empty 1-D array of class labels, got shape {y.shape}")
-    if y.dtype.kind == "O":
-        kinds = {"int" if isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-                 else "str" if isinstance(v, str) else type(v).__name__ for v in y}
-        kind = kinds.pop() if len(kinds) == 1 else "mixed"
-    else:
-        kind = {"i": "int", "u": "int", "U": "str"}.get(y.dtype.kind, str(y.dtype))
+    kind = kind_of_labels(y)
     if kind != label_kind:
         raise ValueError(f"the bank's class labels are {label_kind}s but y holds {kind} labels "
                          f"(e.g. {y[0]!r}); labels must be the bank's global class identities")

@@ -24,7 +24,7 @@ import torch
 
 from ..channels.filter_space import FilterSpace
 from ..channels.selection import Selection
-from ..data.tasks import _as_generator
+from ..data.random_state import as_generator
 
 __all__ = ["vote_counts", "sample_channels", "uniform_channels", "average_weights", "iou_per_group"]
 
@@ -141,7 +141,7 @@ def sample_channels(votes: Mapping, n_keep: Mapping, temperature: float, random_
         if k > v.size:
             raise ValueError(f"group {group!r}: n_keep={k} exceeds the group's {v.size} channels")
         checked[group] = (v, k)
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     kept = {group: _gumbel_top_k(*checked[group], temperature, rng) for group in sorted(checked)}
     return Selection({group: kept[group] for group in checked})
 

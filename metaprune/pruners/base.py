@@ -23,6 +23,7 @@ from ..channels.pruned_model import save_pruned
 from ..backbone.resnet import fingerprint, spec_of
 from ..runtime.threads import uses_threads
 from .engine import fit_for_iterations
+from .params import Interval, Options, check_parameters
 
 __all__ = ["BasePruner"]
 
@@ -40,24 +41,44 @@ class BasePruner(ClassifierMixin, BaseEstimator):
     Subclasses implement ``_prune(module, X, y, space)`` which turns a deep copy of the
     pre-trained backbone (with a trained task head as ``fc``) into the fitted, pruned
     network, returning ``(net, selection, records)``.
+
+    ``_parameter_constraints`` declares the allowed values of the parameters every pruner
+    has; subclasses extend it with their own (see :mod:`metaprune.pruners.params`).
     """
+
+    _parameter_constraints = {
+        "pruning_ratio": Interval(float, 0, 1, closed="neither"),
+        "n_iterations": Interval(int, 0, None, closed="left"),
+        "head_epochs": Interval(int, 0, None, closed="left"),
+        "head_l2": Interval(float, 0, None, closed="left"),
+        "lr": Interval(float, 0, None, closed="neither"),
+        "batch_size": Interval(int, 1, None, closed="left"),
+        "momentum": Interval(float, 0, 1, closed="left"),
+        "weight_decay": Interval(float, 0, None, closed="left"),
+        "score_batch_size": Interval(int, 1, None, closed="left"),
+        "recalibrate_bn": Options(True, False),
+    }
 
     def _backbone(self) -> nn.Module:
         """The pre-trained network this estimator prunes."""
         return self.backbone
 
+    def _validate_params(self):
+        """Check every parameter declared in ``_parameter_constraints``; a ValueError names the first bad one.
+
+        Overrides scikit-learn's hook of the same name, which reads the same attribute with its
+        own (private) constraint types.
+        """
+        check_parameters({name: getattr(self, name) for name in self._parameter_constraints},
+                         self._parameter_constraints)
+
     def _check_params(self):
+        """All checks of the parameters, before any work: the declared ranges, then the backbone."""
+        self._validate_params()
         backbone = self._backbone()
         if backbone is None or not isinstance(backbone, nn.Module):
             raise ValueError(f"backbone must be a pre-trained torch.nn.Module (a torchvision ResNet), "
                              f"got {type(backbone).__name__}")
-        for name in ("lr", "batch_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.head_epochs < 0:
-            raise ValueError("weight_decay and head_epochs must be non-negative")
 
     def _validate_fit_input(self, X, y):
         in_channels = self._backbone().conv1.in_channels

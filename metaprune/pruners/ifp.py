@@ -12,7 +12,9 @@ from ..channels.scores import channel_scores
 from ..channels.selection import Selection
 from ..channels.surgery import extract, mask_channels, shrink_
 from ..runtime.threads import uses_threads
+from ..channels.filter_space import head_name
 from .base import BasePruner
+from .params import Interval, Options
 
 __all__ = ["IterativeFilterPruner", "keep_top_scored"]
 
@@ -131,6 +133,15 @@ class IterativeFilterPruner(BasePruner):
     16
     """
 
+    _parameter_constraints = {
+        **BasePruner._parameter_constraints,
+        "n_iterations": Interval(int, 1, None, closed="left"),
+        "prune_every": Interval(int, 1, None, closed="left"),
+        "prune_fraction": (Options(None), Interval(float, 0, 1, closed="neither")),
+        "finetune_epochs": Interval(int, 0, None, closed="left"),
+        "surgery": Options("physical", "mask"),
+    }
+
     def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=200, prune_every=60, prune_fraction=None,
                  head_epochs=10, head_l2=1e-3, finetune_epochs=1, lr=1e-4, batch_size=128, momentum=0.9,
                  weight_decay=5e-4, score_batch_size=256, recalibrate_bn=True, surgery="physical", input_shape=None,
@@ -157,16 +168,19 @@ class IterativeFilterPruner(BasePruner):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _validate_params(self):
+        """The declared ranges, then the one check that relates two parameters."""
+        super()._validate_params()
+        if self.prune_every > self.n_iterations:
+            raise ValueError(f"prune_every (h={self.prune_every}) must not exceed n_iterations "
+                             f"(J={self.n_iterations})")
+
     def _schedule(self, space) -> dict:
         """Kept channels per group after each pruning event."""
-        if not 0.0 < self.pruning_ratio < 1.0:
-            raise ValueError(f"pruning_ratio must be in (0, 1), got {self.pruning_ratio}")
         events = pruning_iterations(self.n_iterations, self.prune_every)
         p = self.prune_fraction
         if p is None:
             p = default_prune_fraction(self.pruning_ratio, self.n_iterations, self.prune_every)
-        elif not 0.0 < p < 1.0:
-            raise ValueError(f"prune_fraction must be in (0, 1), got {p}")
         n_keep = space.n_keep(self.pruning_ratio)
         return {g.name: kept_after_events(g.size, n_keep[g.name], p, len(events)) for g in space}
 
@@ -187,14 +201,11 @@ class IterativeFilterPruner(BasePruner):
         """
         start = time.perf_counter()
         X, y, classes, space = self._fit_common(X, y)
-        if self.finetune_epochs < 0:
-            raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
         schedule = self._schedule(space)
         module = self._prepared_backbone()
-        module.fc = self._new_head(module, X, y, len(classes)).to(self.device)
+        task_head = self._new_head(module, X, y, len(classes)).to(self.device)
+        module.set_submodule(head_name(module), task_head)
         X_scores = torch.from_numpy(X)
-        if self.surgery not in ("physical", "mask"):
-            raise ValueError(f"surgery must be 'physical' or 'mask', got {self.surgery!r}")
         masked = self.surgery == "mask"
         state = {"selection": Selection.full(space), "hooks": []}
         kept_log, path = [], []

@@ -17,10 +17,12 @@ from sklearn.utils import check_random_state
 
 from ..data.checks import check_images
 from ..meta.similarity import SharedClassSimilarity
+from ..channels.filter_space import head_name
 from ..channels.surgery import extract
 from ..runtime.threads import uses_threads
 from ..meta.voting import average_weights, sample_channels, uniform_channels, vote_counts
 from .base import BasePruner
+from .params import Interval, Options
 
 __all__ = ["MetaVotePruner", "UniformPruner"]
 
@@ -49,20 +51,20 @@ class _OneShotPruner(BasePruner):
         """
         start = time.perf_counter()
         X, y_enc, classes, space = self._fit_common(X, y)
-        if self.n_iterations < 0:
-            raise ValueError(f"n_iterations must be >= 0, got {self.n_iterations}")
         rng = check_random_state(self._seed_)
         selection, state = self._initial_subnetwork(X, classes[y_enc], classes, space, rng)
         module = extract(self._backbone(), selection, space)
         if state is not None:
             missing, unexpected = module.load_state_dict(state, strict=False)
-            if unexpected or any(not k.startswith("fc.") for k in missing):
+            head_prefix = f"{head_name(space)}."
+            if unexpected or any(not k.startswith(head_prefix) for k in missing):
                 raise RuntimeError(f"initial weights do not fit the sub-network: missing {missing}, "
                                    f"unexpected {unexpected}")
         module = module.to(self.device).eval()
         if self.recalibrate_bn:  # the sub-network's channels see other inputs than in the donors' networks
             self._recalibrate(module, X)
-        module.fc = self._new_head(module, X, y_enc, len(classes)).to(self.device)
+        task_head = self._new_head(module, X, y_enc, len(classes)).to(self.device)
+        module.set_submodule(head_name(module), task_head)
         net, records = self._fine_tune(module, X, y_enc, len(classes), self.n_iterations,
                                        desc=type(self).__name__)
         for record in records:
@@ -117,8 +119,6 @@ class UniformPruner(_OneShotPruner):
         self.verbose = verbose
 
     def _initial_subnetwork(self, X, y, classes, space, rng):
-        if not 0.0 < self.pruning_ratio < 1.0:
-            raise ValueError(f"pruning_ratio must be in (0, 1), got {self.pruning_ratio}")
         return uniform_channels(space.sizes, space.n_keep(self.pruning_ratio), random_state=rng), None
 
 
@@ -171,6 +171,14 @@ class MetaVotePruner(_OneShotPruner):
     >>> mvp = MetaVotePruner(bank, n_neighbors=10).fit(X, y)  # doctest: +SKIP
     >>> mvp.score(X_test, y_test)  # doctest: +SKIP
     """
+
+    _parameter_constraints = {
+        **_OneShotPruner._parameter_constraints,
+        "n_neighbors": Interval(int, 1, None, closed="left"),
+        "temperature": Interval(float, 0, None, closed="neither"),
+        "pruning_ratio": (Options(None), Interval(float, 0, 1, closed="neither")),
+        "exclude_shared_classes": Options(True, False),
+    }
 
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
                  n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
@@ -234,8 +242,6 @@ class MetaVotePruner(_OneShotPruner):
     def _neighbours(self, X, y, classes):
         if len(self.bank) == 0:
             raise ValueError("the bank is empty: add pruned training tasks before fitting MetaVotePruner")
-        if not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
-            raise ValueError(f"n_neighbors must be a positive int, got {self.n_neighbors!r}")
         allowed = self._candidates(classes)
         if self.n_neighbors > allowed.sum():
             raise ValueError(f"n_neighbors={self.n_neighbors} but only {int(allowed.sum())} bank tasks may vote "
@@ -252,7 +258,8 @@ class MetaVotePruner(_OneShotPruner):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.neighbors_ = self._neighbours(X, y, classes)
         ids = [task_id for task_id, _ in self.neighbors_]
-        selections = self.bank.selections(ids)
+        neighbours = self.bank.pruned_tasks(ids)  # (selection, pruned state) per neighbour, one read
+        selections = [selection for selection, _ in neighbours]
         self.votes_ = vote_counts(selections, space.sizes)
         if self.pruning_ratio is None:
             n_keep = {g: int(np.median([len(s[g]) for s in selections])) for g in space.names}
@@ -263,10 +270,10 @@ class MetaVotePruner(_OneShotPruner):
         target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng)
         head = _head_modules(space)
         fallback = {k: v for k, v in self._backbone().state_dict().items() if k.rpartition(".")[0] not in head}
-        state = average_weights(list(zip(selections, self.bank.pruned_states(ids))), target, space, fallback)
+        state = average_weights(neighbours, target, space, fallback)
         return target, state
 
 
 def _head_modules(space) -> set:
-    """Modules whose outputs are not channel groups: the task head (``fc``), never averaged."""
-    return {m for m, (out_group, _) in space.module_axes.items() if out_group is None}
+    """The task head's module name (as a set), whose tensors are never averaged."""
+    return {head_name(space)}

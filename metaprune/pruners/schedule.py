@@ -10,12 +10,12 @@ i.e. at iteration ``(floor(J/h) - 1) * h <= J - h``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-__all__ = ["default_prune_fraction", "pruning_iterations", "kept_after_events", "kept_per_iteration",
-           "cosine_learning_rate"]
+from ..backbone.lr_schedule import warmup_cosine_learning_rate
+
+__all__ = ["default_prune_every", "default_prune_fraction", "pruning_iterations", "kept_after_events",
+           "kept_per_iteration", "cosine_learning_rate"]
 
 
 def _check(n_iterations: int, prune_every: int) -> None:
@@ -25,6 +25,29 @@ def _check(n_iterations: int, prune_every: int) -> None:
         raise ValueError(f"prune_every must be >= 1, got {prune_every}")
     if prune_every > n_iterations:
         raise ValueError(f"prune_every (h={prune_every}) must not exceed n_iterations (J={n_iterations})")
+
+
+def default_prune_every(n_iterations: int, fraction: float = 0.3) -> int:
+    """Iterations ``h`` between pruning events when none is given: ``fraction`` of the run.
+
+    Parameters
+    ----------
+    n_iterations : int
+        ``J``, the pruning iterations of the run.
+    fraction : float, default=0.3
+        ``h / J``; the paper's 0.3 gives events at 0, 0.3 J and 0.6 J (``h = 60`` of 200).
+
+    Returns
+    -------
+    int
+        ``max(1, round(fraction * J))``.
+
+    Examples
+    --------
+    >>> default_prune_every(200), default_prune_every(2), default_prune_every(100, fraction=0.25)
+    (60, 1, 25)
+    """
+    return max(1, int(round(fraction * n_iterations)))
 
 
 def default_prune_fraction(pruning_ratio: float, n_iterations: int, prune_every: int) -> float:
@@ -64,5 +87,6 @@ def kept_per_iteration(n: int, n_keep: int, prune_fraction: float, n_iterations:
 
 
 def cosine_learning_rate(base_lr: float, step: int, total_steps: int) -> float:
-    """Cosine annealing from ``base_lr`` at step 0 towards 0 at ``total_steps``."""
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / max(1, total_steps)))
+    """Cosine annealing from ``base_lr`` at step 0 towards 0 at ``total_steps`` (no warm-up): the
+    one schedule of :mod:`metaprune.backbone.lr_schedule`, shared with pre-training."""
+    return warmup_cosine_learning_rate(base_lr, step, total_steps)
