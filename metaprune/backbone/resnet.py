@@ -188,7 +188,7 @@ class ResNetSpec:
             return build_resnet(self)
 
 
-def _max_blocks_for(n_entries: int) -> int:
+def max_blocks_for(n_entries: int) -> int:
     """The most residual blocks a state dict of ``n_entries`` tensors can hold (12 entries per block)."""
     return int(n_entries) // _MIN_BLOCK_ENTRIES
 
@@ -232,12 +232,12 @@ def materialise(skeleton: nn.Module, state) -> nn.Module:
     return module
 
 
-def _state_shapes(module: nn.Module) -> dict:
+def state_shapes(module: nn.Module) -> dict:
     """Entry name -> shape of a module's state dict (works on the ``meta`` device)."""
     return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
 
 
-def _initialise_(model: nn.Module) -> nn.Module:
+def initialise_(model: nn.Module) -> nn.Module:
     """torchvision's ResNet initialisation, in place: He-normal (fan-out) convs, identity BatchNorms."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -277,7 +277,7 @@ def build_resnet(spec: ResNetSpec) -> ResNet:
         setattr(model, f"layer{i}", model._make_layer(block, planes, n_blocks, stride=stride))
     model.avgpool = nn.AdaptiveAvgPool2d((1, 1))
     model.fc = nn.Linear(spec.planes[3] * block.expansion, spec.num_classes)
-    return _initialise_(model)
+    return initialise_(model)
 
 
 def spec_of(model: ResNet) -> ResNetSpec:
@@ -418,12 +418,12 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
         the message names the file and the field.
     """
     header, shapes = read_header(path, "metaprune.backbone", "backbone")
-    spec = _spec_from_header(header, path)
+    spec = spec_from_header(header, path)
     try:
-        skeleton = spec.skeleton(max_blocks=_max_blocks_for(len(shapes)))
+        skeleton = spec.skeleton(max_blocks=max_blocks_for(len(shapes)))
     except ValueError as exc:
         raise ValueError(f"{path}: spec: {exc}") from None
-    problem = state_mismatch(_state_shapes(skeleton), shapes)
+    problem = state_mismatch(state_shapes(skeleton), shapes)
     if problem is not None:
         raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
     try:
@@ -435,7 +435,7 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
     return model.to(map_location)
 
 
-def _spec_from_header(header, path) -> ResNetSpec:
+def spec_from_header(header, path) -> ResNetSpec:
     """The :class:`ResNetSpec` stored in a file header's ``spec`` entry.
 
     Raises

@@ -20,7 +20,7 @@ from ..data.checks import check_images, check_input_shape
 from ..data.labels import labels_from_json, labels_to_json
 from ..data.batches import forward_batches
 from .filter_space import FilterSpace, head_name
-from ..backbone.resnet import ResNetSpec, _initialise_, _max_blocks_for, _spec_from_header, _state_shapes, materialise
+from ..backbone.resnet import ResNetSpec, initialise_, max_blocks_for, spec_from_header, state_shapes, materialise
 from .selection import Selection
 from .surgery import extract
 
@@ -86,7 +86,7 @@ def build_pruned_module(spec: ResNetSpec, selection: Selection, n_classes: int) 
     ValueError
         If ``selection`` does not fit ``spec``.
     """
-    module = _initialise_(pruned_skeleton(spec, selection, n_classes).to_empty(device="cpu"))
+    module = initialise_(pruned_skeleton(spec, selection, n_classes).to_empty(device="cpu"))
     module.get_submodule(head_name(module)).reset_parameters()
     return module
 
@@ -228,7 +228,7 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
         names the file and the entry at fault.
     """
     header, shapes = read_header(path, FORMAT, "pruned-network")
-    spec = _spec_from_header(header, path)
+    spec = spec_from_header(header, path)
     selection = _parse_entry(header, "selection", path, lambda data: Selection(data))
     classes = _parse_entry(header, "classes", path, labels_from_json)
     input_shape = _parse_entry(header, "input_shape", path,
@@ -237,10 +237,10 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: the header entry 'metadata' is not a JSON object")
     try:
-        skeleton = pruned_skeleton(spec, selection, len(classes), max_blocks=_max_blocks_for(len(shapes)))
+        skeleton = pruned_skeleton(spec, selection, len(classes), max_blocks=max_blocks_for(len(shapes)))
     except ValueError as exc:
         raise ValueError(f"{path}: the spec and selection do not fit together: {exc}") from None
-    problem = state_mismatch(_state_shapes(skeleton), shapes)
+    problem = state_mismatch(state_shapes(skeleton), shapes)
     if problem is not None:
         raise ValueError(f"{path}: the weights do not match the stored architecture: {problem}")
     _check_runs(skeleton, input_shape, path)

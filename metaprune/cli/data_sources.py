@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.loaders import (CIFAR100_ENV_VAR, ImageDataset, default_cifar100_path, load_cifar100,
-                            load_digits_images, load_fashion_mnist, load_image_folder, _read_npz)
+                            load_digits_images, load_fashion_mnist, load_image_folder, read_npz)
 
 __all__ = ["DATA_HELP", "load_data", "load_npz_images", "parse_classes", "select_classes", "MAX_CLASS_ID"]
 
@@ -137,7 +137,7 @@ def load_npz_images(path) -> ImageDataset:
         If an array is missing, of the wrong shape or type, or out of range: images without
         pixels, or integer labels of :data:`MAX_CLASS_ID` or more without ``class_names``.
     """
-    arrays = _read_npz(path, required=("images", "labels"), optional=("class_names",))
+    arrays = read_npz(path, required=("images", "labels"), optional=("class_names",))
     images, labels = np.asarray(arrays["images"]), np.asarray(arrays["labels"])
     if images.ndim == 3:
         images = images[..., None]

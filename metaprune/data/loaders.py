@@ -150,7 +150,7 @@ def load_cifar100(path, split="train"):
 
 def _load_cifar100_npz(path):
     """Read the shared ``.npz`` layout (arrays x, y, classes, optional coarse, coarse_classes)."""
-    arrays = _read_npz(path, required=("x", "y", "classes"), optional=("coarse", "coarse_classes"))
+    arrays = read_npz(path, required=("x", "y", "classes"), optional=("coarse", "coarse_classes"))
     if ("coarse" in arrays) != ("coarse_classes" in arrays):
         raise ValueError(f"{path}: arrays 'coarse' and 'coarse_classes' must be stored together")
     return _make_dataset(
@@ -160,7 +160,7 @@ def _load_cifar100_npz(path):
     )
 
 
-def _read_npz(path, required, optional=()):
+def read_npz(path, required, optional=()):
     """Return a dict of the named arrays of an ``.npz`` file, read without pickle."""
     try:
         with open(path, "rb") as f:  # our own handle, closed even when numpy fails half-way
