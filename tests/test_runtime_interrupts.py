@@ -37,6 +37,17 @@ def _wait_for(condition, process, timeout=120):
         time.sleep(0.02)
 
 
+def _wait_for_output(process, phrase, timeout=300):
+    """Read the process's stderr (raw, without blocking on a line) until ``phrase`` appears."""
+    import select
+
+    seen, deadline = b"", time.monotonic() + timeout
+    while phrase.encode() not in seen:
+        assert process.poll() is None and time.monotonic() < deadline, seen.decode(errors="replace")[-2000:]
+        if select.select([process.stderr], [], [], 0.1)[0]:
+            seen += os.read(process.stderr.fileno(), 65536)
+
+
 def _interrupted(process, signum, command):
     """Send ``signum``; check exit 130 and a last stderr line saying so."""
     process.send_signal(signum)
@@ -85,7 +96,7 @@ def test_prune_stopped_mid_fit_writes_no_network(backbone_file, tmp_path):
     process = _start("prune", "--method", "ifp", "--backbone", backbone_file, "--data", "digits",
                      "--classes", "1,2,3", "--iterations", 100000, "--batch-size", 32, "--threads", 1,
                      "--out", out)
-    time.sleep(8)  # imports, data and into the SGD steps
+    _wait_for_output(process, "%|")  # its progress bar: imports done, the SGD steps running
     _interrupted(process, signal.SIGTERM, "prune")
     assert not out.exists() and not list(tmp_path.iterdir())
 
