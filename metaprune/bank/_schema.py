@@ -24,6 +24,7 @@ classes never reads a weight page. ``digest`` is the SHA-256 of a row's text col
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -134,6 +135,23 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _switch_to_wal(conn, timeout: float = 60.0) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the file.
+
+    SQLite does not wait on its busy timeout for a journal-mode change: two processes creating
+    one bank at once saw "database is locked" here (seen in CI with two concurrent builders).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, wal: bool) -> None:
     """Create the schema, meta and backbone in one transaction when the database has no table.
 
@@ -159,7 +177,7 @@ def initialise_if_empty(conn, name: str, meta: dict, backbone_weights: bytes, wa
         if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             return
         if wal:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:  # created meanwhile
