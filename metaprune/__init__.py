@@ -21,9 +21,9 @@ from .channels.pruned_model import PrunedModel, load_pruned  # noqa: E402
 from .channels.selection import Selection  # noqa: E402
 from .channels.surgery import extract  # noqa: E402
 from .meta.similarity import PrototypeSimilarity, SharedClassSimilarity, TaskSimilarity  # noqa: E402
-from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner  # noqa: E402
+from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner, fit_many, paper_parameters  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 __all__ = ["ChannelGroup", "FilterSpace", "IterativeFilterPruner", "MetaVotePruner", "PrototypeSimilarity",
            "PrunedModel", "PrunedModelBank", "Selection", "SharedClassSimilarity", "TaskSimilarity",
-           "UniformPruner", "extract", "load_pruned", "__version__"]
+           "UniformPruner", "extract", "fit_many", "load_pruned", "paper_parameters", "__version__"]

@@ -180,3 +180,16 @@ def test_mask_mode_follows_the_same_trajectory_as_physical_pruning():
     assert masked.selection_.n_kept == physical.selection_.n_kept
     assert masked.n_params_ == physical.n_params_
     assert (masked.predict(Xte) == physical.predict(Xte)).mean() > 0.7
+
+
+def test_prune_every_none_is_30_percent_of_the_run():
+    """The default h is round(0.3 J) (the paper's 60 of 200): the same fit as that h given explicitly."""
+    params = dict(FAST, n_iterations=10, prune_every=None, n_threads=1)
+    default = IterativeFilterPruner(BACKBONE, pruning_ratio=0.5, **params).fit(Xtr, ytr)
+    explicit = IterativeFilterPruner(BACKBONE, pruning_ratio=0.5, **dict(params, prune_every=3)).fit(Xtr, ytr)
+    assert [j for j, _ in default.pruning_path_] == [0, 3, 6]
+    assert [j for j, _ in explicit.pruning_path_] == [0, 3, 6]
+    assert [r["loss"] for r in default.history_] == [r["loss"] for r in explicit.history_]
+    # a short run no longer trips over a fixed h larger than it
+    short = IterativeFilterPruner(BACKBONE, pruning_ratio=0.5, **dict(params, n_iterations=2)).fit(Xtr, ytr)
+    assert [j for j, _ in short.pruning_path_] == [0, 1]

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from metaprune import IterativeFilterPruner, MetaVotePruner, paper_parameters
+
 __all__ = ["Preset", "PRESETS", "get_preset"]
+
+_PAPER_IFP = paper_parameters(IterativeFilterPruner)
+_PAPER_IFP_LIMITED = paper_parameters(IterativeFilterPruner, limited_data=True)
+_PAPER_MVP = paper_parameters(MetaVotePruner)
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,11 @@ PRESETS = {
     "paper": Preset(
         name="paper", dataset="cifar100", backbone="paper_resnet18_simsiam.safetensors",
         supervised_backbone="paper_resnet18_supervised.safetensors", width=64, n_test_tasks=30,
-        # the paper's own hyperparameters (section 4): no tuning stage
-        bank_iterations=200, iterations=200, ifp_lr_grid=(1e-4,), ifp_limited_lr_grid=(1e-3,),
-        oneshot_lr_grid=(3e-4,), n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
+        # the paper's own hyperparameters (section 4, metaprune.paper_parameters): no tuning stage
+        bank_iterations=200, iterations=200, ifp_lr_grid=(_PAPER_IFP["lr"],),
+        ifp_limited_lr_grid=(_PAPER_IFP_LIMITED["lr"],), oneshot_lr_grid=(_PAPER_MVP["lr"],),
+        temperature=_PAPER_MVP["temperature"], batch_size=_PAPER_IFP["batch_size"],
+        head_epochs=_PAPER_IFP["head_epochs"], n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
 }
 
 

@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from ._records import encode_fitted
 
-__all__ = ["fit_task", "run_jobs"]
+__all__ = ["fit_task", "fit_task_stack", "run_jobs"]
 
 
 def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
@@ -47,6 +47,31 @@ def fit_task(pruner, task_id, X, y, X_test=None, y_test=None):
         return encode_fitted(task_id, estimator, estimator.backbone, X, y, X_test, y_test)
 
 
+def fit_task_stack(pruner, jobs, shared):
+    """Prune a few tasks as one stack (runs in a worker): :func:`metaprune.pruners.many.fit_many`.
+
+    Parameters
+    ----------
+    pruner : estimator
+        As in :func:`fit_task`; one clone per task.
+    jobs : list of tuple
+        ``(task_id, X, y, X_test, y_test)`` per task.
+    shared : list
+        :func:`~metaprune.pruners.many.shared_work` entry per task.
+
+    Returns
+    -------
+    list of TaskRow
+    """
+    from ..pruners.many import fit_many
+    from ..runtime.threads import torch_threads
+
+    estimators = [clone(pruner) for _ in jobs]
+    with torch_threads(pruner.get_params().get("n_threads", None)):
+        fit_many(estimators, [j[1] for j in jobs], [j[2] for j in jobs], tasks_at_once=len(jobs), shared=shared)
+        return [encode_fitted(job[0], est, est.backbone, *job[1:]) for est, job in zip(estimators, jobs)]
+
+
 def _share_cores(pruner, n_jobs, n_threads=None):
     """The pruner each worker fits: ``n_threads`` (when given) replaces the pruner's own; with
     ``"auto"`` and several workers, each worker's torch pool gets ``cores // workers``
@@ -65,7 +90,8 @@ def _share_cores(pruner, n_jobs, n_threads=None):
     return clone(pruner).set_params(n_threads=max(1, available_cores() // workers))
 
 
-def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, n_threads=None, progress=True):
+def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, n_threads=None, progress=True,
+             stacked=False):
     """Run :func:`fit_task` on every job and hand each result to ``on_result`` as it arrives.
 
     Parameters
@@ -88,6 +114,9 @@ def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, n_thread
         active joblib configuration.
     progress : bool
         Show a tqdm progress bar.
+    stacked : bool, default=False
+        Each job is ``(jobs, shared)``, a few tasks pruned as one stack by
+        :func:`fit_task_stack`; ``on_result`` gets each of its rows.
     """
     from tqdm.auto import tqdm
 
@@ -100,6 +129,12 @@ def run_jobs(pruner, jobs, total, on_result, n_jobs=None, backend=None, n_thread
                              f"needs a backend that streams results back as tasks finish: 'loky', "
                              f"'threading', 'dask'...)") from None
         pruner = _share_cores(pruner, n_jobs, n_threads)
+        if stacked:
+            for rows in parallel(delayed(fit_task_stack)(pruner, *job) for job in jobs):
+                for row in rows:
+                    on_result(row)
+                    bar.update(1)
+            return
         for row in parallel(delayed(fit_task)(pruner, *job) for job in jobs):
             on_result(row)
             bar.update(1)

@@ -140,7 +140,7 @@ class BankWrites:
         return self
 
     def build(self, tasks, pruner, X, y, n_jobs=None, backend=None, n_threads=None,
-              progress=True) -> BankWrites:
+              progress=True, tasks_at_once=1) -> BankWrites:
         """Prune many tasks in parallel and store each result as soon as it is computed.
 
         Tasks already in the bank are skipped, so re-running an interrupted build finishes
@@ -180,6 +180,13 @@ class BankWrites:
             joblib configuration.
         progress : bool, default=True
             Show a progress bar.
+        tasks_at_once : int, default=1
+            Tasks each job prunes as one stack (:func:`metaprune.pruners.many.fit_many`):
+            the pre-trained network's features and first-event scores are computed once per
+            image for all tasks of the build, and each job trains ``tasks_at_once`` tasks
+            as one grouped network. Every task is still stored as soon as its stack
+            finishes, so an interrupted build loses at most the stacks in flight. 1 prunes
+            each task by the pruner's own ``fit``.
 
         Returns
         -------
@@ -221,13 +228,17 @@ class BankWrites:
             raise ValueError(_conflict_message(self._storage.name, task_id, theirs, ours, stored,
                                                len(conflicts) - 1))
         added, stored, others = [], list(self.last_build.already_stored), []
+        if isinstance(tasks_at_once, bool) or not isinstance(tasks_at_once, (int, np.integer)) or tasks_at_once < 1:
+            raise ValueError(f"tasks_at_once must be a positive int, got {tasks_at_once!r}")
+        template = self._template(pruner)
+        shared = self._shared_work(template, todo, X, y) if tasks_at_once > 1 else {}
 
-        def jobs():
+        def claimed():
             busy = []
             for task in todo:
                 state = self._storage.claim(builder, task.task_id, is_alive)
                 if state == "claimed":
-                    yield (task.task_id, *task.split(X, y))
+                    yield task
                 elif state == "busy":
                     busy.append(task)
                 else:
@@ -235,21 +246,51 @@ class BankWrites:
             for task in busy:  # once more: the build that held them may have stopped meanwhile
                 state = self._storage.claim(builder, task.task_id, is_alive)
                 if state == "claimed":
-                    yield (task.task_id, *task.split(X, y))
+                    yield task
                 else:
                     (others if state == "busy" else stored).append(task.task_id)
+
+        def jobs():
+            if tasks_at_once == 1:
+                for task in claimed():
+                    yield (task.task_id, *task.split(X, y))
+                return
+            chunk = []
+            for task in claimed():  # tasks are claimed one stack at a time, as the stacks are sent
+                chunk.append(task)
+                if len(chunk) == tasks_at_once:
+                    yield [(t.task_id, *t.split(X, y)) for t in chunk], [shared.get(t.task_id) for t in chunk]
+                    chunk = []
+            if chunk:
+                yield [(t.task_id, *t.split(X, y)) for t in chunk], [shared.get(t.task_id) for t in chunk]
 
         def keep(row):
             (added if self._store(row, skip_existing=True) else stored).append(row.task_id)
 
         try:
             with heartbeat(lambda: self._storage.beat(builder)):
-                run_jobs(self._template(pruner), jobs(), len(todo), keep, n_jobs=n_jobs, backend=backend,
-                         n_threads=n_threads, progress=progress)
+                run_jobs(template, jobs(), len(todo), keep, n_jobs=n_jobs, backend=backend,
+                         n_threads=n_threads, progress=progress, stacked=tasks_at_once > 1)
         finally:
             self._storage.end_build(builder)
             self.last_build = BuildSummary(tuple(added), tuple(stored), tuple(others))
         return self
+
+    @staticmethod
+    def _shared_work(template, tasks, X, y) -> dict:
+        """Task id -> :func:`~metaprune.pruners.many.shared_work` entry, one pass over the images tasks share."""
+        from ..pruners.ifp import IterativeFilterPruner
+        from ..pruners.many import shared_work_of_images
+        from ..runtime.threads import torch_threads
+
+        if not isinstance(template, IterativeFilterPruner) or not tasks:
+            return {}
+        used, rows = np.unique(np.concatenate([t.train_index for t in tasks]), return_inverse=True)
+        bounds = np.cumsum([0] + [len(t.train_index) for t in tasks])
+        images = np.asarray(X)[used]
+        with torch_threads(template.n_threads):
+            found = shared_work_of_images(template, images, [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        return {t.task_id: entry for t, entry in zip(tasks, found)}
 
     def _stored_tasks(self, tasks) -> set:
         """Ids of ``tasks`` already stored; an id stored with other classes is an error (the check

@@ -13,7 +13,8 @@ __all__ = ["channel_scores"]
 
 
 @torch.no_grad()
-def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 256, device=None) -> dict:
+def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 256, device=None,
+                   per_image: bool = False) -> dict:
     """Score every channel of every group by its mean post-ReLU activation.
 
     A channel's score is the mean over the images of its spatially averaged post-ReLU
@@ -34,12 +35,16 @@ def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 25
         Images per forward pass.
     device : str or torch.device, optional
         Where to run; defaults to the model's device.
+    per_image : bool, default=False
+        Return every image's scores ``(n, channels)`` instead of their mean: the mean over
+        any subset of the images is then that subset's scores, so tasks that share images
+        (a bank's tasks drawn from one data set) score the unpruned network once per image.
 
     Returns
     -------
     dict of str to numpy.ndarray
         Group name -> non-negative scores, one per channel the model currently has, in
-        the model's current channel order.
+        the model's current channel order (per image: one row per image).
     """
     X = image_tensor(X)
     if X.ndim != 4:
@@ -50,9 +55,12 @@ def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 25
 
     def hook(key, relu):
         def fn(_module, _inputs, out):
-            act = F.relu(out) if relu else out
-            total = act.float().mean(dim=(2, 3)).sum(dim=0)
-            sums[key] = total if key not in sums else sums[key] + total
+            act = (F.relu(out) if relu else out).float().mean(dim=(2, 3))
+            if per_image:
+                sums.setdefault(key, []).append(act.cpu())
+            else:
+                total = act.sum(dim=0)
+                sums[key] = total if key not in sums else sums[key] + total
         return fn
 
     points = {(m, r) for g in space for m, r in g.activations}
@@ -63,6 +71,9 @@ def channel_scores(model: nn.Module, X, space: FilterSpace, batch_size: int = 25
     finally:
         for h in handles:
             h.remove()
+    if per_image:
+        return {g.name: torch.stack([torch.cat(sums[(m, r)]) for m, r in g.activations]).mean(0).numpy()
+                for g in space}
     n = float(len(X))
     return {g.name: (torch.stack([sums[(m, r)] for m, r in g.activations]).mean(0) / n).cpu().numpy()
             for g in space}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..pruners.schedule import default_prune_every
+from ..pruners.params import given_parameters
 from .network_input import check_channels, preprocess, stored_normalisation
 from .paths import with_parent_folders
 from .task_files import read_tasks, write_tasks
@@ -104,8 +104,8 @@ def pretrain_backbone(data, out, *, method="simclr", width=8, epochs=30, batch_s
 
 def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None, n_way=5,
                n_test_per_class=100, n_train_per_class=None, random_state=0, write_tasks_to=None,
-               data_name="", n_jobs=None, pruning_ratio=0.9, n_iterations=200, prune_every=None, lr=1e-4,
-               batch_size=128, device="cpu", n_threads="auto", progress=True) -> dict:
+               data_name="", n_jobs=None, pruning_ratio=None, n_iterations=None, prune_every=None, lr=None,
+               batch_size=None, device="cpu", n_threads="auto", progress=True) -> dict:
     """Prune training tasks with IFP into a bank file; tasks already stored are skipped.
 
     Parameters
@@ -131,9 +131,10 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
         How the data was named (stored in the task file).
     n_jobs : int, optional
         Parallel jobs (joblib).
-    pruning_ratio, n_iterations, prune_every, lr, batch_size, device
-        :class:`~metaprune.IterativeFilterPruner` settings; ``prune_every`` defaults to
-        :func:`~metaprune.pruners.schedule.default_prune_every`.
+    pruning_ratio, n_iterations, prune_every, lr, batch_size : optional
+        :class:`~metaprune.IterativeFilterPruner` settings; None keeps the estimator's
+        default (``prune_every``: 30% of ``n_iterations``).
+    device : str, default="cpu"
     progress : bool, default=True
         Progress bar over the tasks.
 
@@ -162,10 +163,9 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
     if write_tasks_to is not None:
         write_tasks(with_parent_folders(write_tasks_to), tasks, data=data_name, n_images=len(data))
     X, _ = preprocess(data.images, stored_normalisation(backbone_metadata(backbone_path)))
-    pruner = IterativeFilterPruner(pruning_ratio=pruning_ratio, n_iterations=n_iterations,
-                                   prune_every=prune_every or default_prune_every(n_iterations), lr=lr,
-                                   batch_size=batch_size, device=device, n_threads=n_threads,
-                                   random_state=random_state)
+    settings = given_parameters(pruning_ratio=pruning_ratio, n_iterations=n_iterations, prune_every=prune_every, lr=lr,
+                                batch_size=batch_size)
+    pruner = IterativeFilterPruner(device=device, n_threads=n_threads, random_state=random_state, **settings)
     start = time.perf_counter()
     with PrunedModelBank(backbone, path=with_parent_folders(bank_path)) as bank:
         bank.build(tasks, pruner, X, data.labels, n_jobs=n_jobs, progress=progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pruners.schedule import default_prune_every
+from ..pruners.params import constructor_defaults, given_parameters
 from .data_sources import select_classes
 from .network_input import check_channels, preprocess, stored_normalisation
 from .paths import check_not_input, check_output_path, with_parent_folders
@@ -22,7 +22,7 @@ __all__ = ["prune_task", "evaluate_pruned", "export_pruned"]
 
 def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_name="", n_neighbors=None,
                similarity="classes", n_iterations=None, pruning_ratio=None, prune_every=None, lr=None,
-               batch_size=128, test_fraction=0.0, device="cpu", n_threads="auto", random_state=0,
+               batch_size=None, test_fraction=0.0, device="cpu", n_threads="auto", random_state=0,
                verbose=1) -> dict:
     """Prune the backbone for one task (all images of ``data``) and save the pruned network.
 
@@ -46,7 +46,7 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
     data_name : str
         How the data was named (stored in the metadata).
     n_neighbors : int, optional
-        MVP voters; default ``min(10, len(bank))``.
+        MVP voters; default the estimator's (10), at most ``len(bank)``.
     similarity : {"classes", "prototypes"}, default="classes"
         MVP task similarity: shared class labels, or prototype cosine similarity.
     n_iterations, pruning_ratio, lr, batch_size
@@ -121,19 +121,15 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
         X, normalisation = preprocess(data.images, normalisation, source=backbone_path)
         y = data.labels
         train, test = holdout_split(y, test_fraction, random_state)
-        common = {"batch_size": batch_size, "device": device, "n_threads": n_threads,
-                  "random_state": random_state, "verbose": verbose}
-        common.update({k: v for k, v in (("lr", lr), ("n_iterations", n_iterations)) if v is not None})
-        ratio = {} if pruning_ratio is None else {"pruning_ratio": pruning_ratio}
+        common = {"device": device, "n_threads": n_threads, "random_state": random_state, "verbose": verbose,
+                  **given_parameters(lr=lr, n_iterations=n_iterations, batch_size=batch_size)}
+        ratio = given_parameters(pruning_ratio=pruning_ratio)
         if method == "mvp":
             sim = SharedClassSimilarity() if similarity == "classes" else PrototypeSimilarity(device=device)
-            estimator = MetaVotePruner(bank, n_neighbors=n_neighbors or min(10, len(bank)), similarity=sim,
+            estimator = MetaVotePruner(bank, n_neighbors=n_neighbors or min(constructor_defaults(MetaVotePruner)["n_neighbors"], len(bank)), similarity=sim,
                                        pruning_ratio=pruning_ratio, **common)
         elif method == "ifp":
-            iterations = n_iterations if n_iterations is not None else 200
-            common["n_iterations"] = iterations
-            every = prune_every or default_prune_every(iterations)
-            estimator = IterativeFilterPruner(backbone, prune_every=every, **common, **ratio)
+            estimator = IterativeFilterPruner(backbone, prune_every=prune_every, **common, **ratio)
         else:
             estimator = UniformPruner(backbone, **common, **ratio)
         estimator.fit(X[train], y[train])

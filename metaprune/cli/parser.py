@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner
+from ..pruners.params import constructor_defaults
 from . import arguments as arg
 from . import commands
 from .console import main
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.subcommands = sub.choices  # name -> sub-parser, filled by add_parser below
     quiet, data, device, seed = _common_parents()
     default = " (default: %(default)s)"
+    ifp, mvp, uniform = (constructor_defaults(cls) for cls in (IterativeFilterPruner, MetaVotePruner, UniformPruner))
 
     demo = sub.add_parser("demo", parents=[quiet],
                           help="pre-train, build a bank and compare MVP / IFP / uniform on digits",
@@ -134,14 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the task list to this JSON file")
     bank.add_argument("--n-jobs", type=arg.n_jobs, default=None,
                       help="parallel jobs (joblib; -1: all cores)")
-    bank.add_argument("--pruning-ratio", type=arg.ratio, default=0.9,
-                      help="fraction of channels removed" + default)
-    bank.add_argument("--iterations", type=arg.positive_int, default=200,
-                      help="IFP iterations per task" + default)
+    bank.add_argument("--pruning-ratio", type=arg.ratio, default=None,
+                      help=f"fraction of channels removed (default: {ifp['pruning_ratio']})")
+    bank.add_argument("--iterations", type=arg.positive_int, default=None,
+                      help=f"IFP iterations per task (default: {ifp['n_iterations']})")
     bank.add_argument("--prune-every", type=arg.positive_int, default=None,
                       help="iterations between pruning events (default: 30%% of --iterations)")
-    bank.add_argument("--lr", type=arg.positive_float, default=1e-4, help="learning rate" + default)
-    bank.add_argument("--batch-size", type=arg.positive_int, default=128, help="images per step" + default)
+    bank.add_argument("--lr", type=arg.positive_float, default=None,
+                      help=f"learning rate (default: {ifp['lr']:g}; IterativeFilterPruner's defaults throughout)")
+    bank.add_argument("--batch-size", type=arg.positive_int, default=None,
+                      help=f"images per step (default: {ifp['batch_size']})")
     bank.set_defaults(func=commands.build_bank_command)
 
     prune = sub.add_parser(
@@ -163,14 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--similarity", choices=("classes", "prototypes"), default=None,
                        help="task similarity for mvp: shared classes or prototypes (default: classes)")
     prune.add_argument("--iterations", type=arg.non_negative_int, default=None,
-                       help="SGD iterations (default: 100, ifp 200)")
+                       help=f"SGD iterations (default: mvp {mvp['n_iterations']}, uniform "
+                            f"{uniform['n_iterations']}, ifp {ifp['n_iterations']})")
     prune.add_argument("--pruning-ratio", type=arg.ratio, default=None,
                        help="fraction of channels removed (default: 0.9; mvp: that of its neighbours)")
     prune.add_argument("--prune-every", type=arg.positive_int, default=None,
                        help="iterations between pruning events (ifp; default: 30%% of --iterations)")
     prune.add_argument("--lr", type=arg.positive_float, default=None,
-                       help="learning rate (default: 3e-4, ifp 1e-4)")
-    prune.add_argument("--batch-size", type=arg.positive_int, default=128, help="images per step" + default)
+                       help=f"learning rate (default: mvp {mvp['lr']:g}, uniform {uniform['lr']:g}, "
+                            f"ifp {ifp['lr']:g}: the estimators' defaults)")
+    prune.add_argument("--batch-size", type=arg.positive_int, default=None,
+                       help=f"images per step (default: {ifp['batch_size']})")
     prune.add_argument("--test-fraction", type=arg.fraction, default=0.0,
                        help="fraction of each class held out and scored (default: %(default)s, none)")
     prune.set_defaults(func=commands.prune_command)

@@ -2,5 +2,7 @@
 
 from .ifp import IterativeFilterPruner
 from .oneshot import MetaVotePruner, UniformPruner
+from .many import fit_many
+from .paper import paper_parameters
 
-__all__ = ["IterativeFilterPruner", "MetaVotePruner", "UniformPruner"]
+__all__ = ["IterativeFilterPruner", "MetaVotePruner", "UniformPruner", "fit_many", "paper_parameters"]

@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, Dataset, RandomSampler
 from ..data.batches import image_tensor
 from .schedule import cosine_learning_rate
 
-__all__ = ["BatchDataset", "IterationSchedule", "make_net", "fit_net", "fit_for_iterations"]
+__all__ = ["BatchDataset", "IterationSchedule", "make_net", "fit_net", "iteration_batches", "fit_for_iterations"]
 
 
 class BatchDataset(Dataset):
@@ -127,6 +127,30 @@ def fit_net(net, X, y=None):
     return net
 
 
+def iteration_batches(n_samples: int, n_steps: int, batch_size: int, seed: int) -> BatchSampler:
+    """The mini-batches of a training run: ``n_steps`` batches of indices from reshuffled passes.
+
+    Every run of ``n_steps`` iterations on ``n_samples`` images with this seed draws the same
+    batches, whether the network trains alone (:func:`fit_for_iterations`) or in a stack
+    (:func:`metaprune.pruners.stacked.train_stacked`).
+
+    Parameters
+    ----------
+    n_samples, n_steps : int
+    batch_size : int
+        Images per batch; at most ``n_samples``.
+    seed : int
+
+    Returns
+    -------
+    torch.utils.data.BatchSampler
+        Iterating it yields lists of ``batch_size`` indices (one batch per iteration).
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    return BatchSampler(RandomSampler(range(n_samples), replacement=False, num_samples=max(1, n_steps) * batch_size,
+                                      generator=generator), batch_size, drop_last=False)
+
+
 def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int, n_steps: int, *,
                        lr: float, momentum: float, weight_decay: float, batch_size: int, device, seed: int,
                        before_step=None, callbacks=(), progress=None):
@@ -145,9 +169,7 @@ def fit_for_iterations(module: nn.Module, X: np.ndarray, y: np.ndarray, n_classe
     """
     schedule = IterationSchedule(lr, n_steps, before_step=before_step, progress=progress)
     batch_size = min(batch_size, len(X))
-    generator = torch.Generator().manual_seed(int(seed))
-    sampler = BatchSampler(RandomSampler(range(len(X)), replacement=False, num_samples=max(1, n_steps) * batch_size,
-                                         generator=generator), batch_size, drop_last=False)
+    sampler = iteration_batches(len(X), n_steps, batch_size, seed)
     net = make_net(module, n_classes, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    batch_size=batch_size, device=device, callbacks=[("iteration_schedule", schedule), *callbacks],
                    iterator_train__batch_size=None, iterator_train__sampler=sampler)

@@ -49,27 +49,51 @@ class _OneShotPruner(BasePruner):
         -------
         self
         """
-        start = time.perf_counter()
-        X, y_enc, classes, space = self._fit_common(X, y)
-        rng = check_random_state(self._seed_)
-        selection, state = self._initial_subnetwork(X, classes[y_enc], classes, space, rng)
-        module = extract(self._backbone(), selection, space)
+        run = self._begin_run(X, y)
+        net, records = self._fine_tune(run.module, run.X, run.y, run.n_classes, run.n_steps,
+                                       desc=type(self).__name__)
+        return run.finish(net, records)
+
+    def _begin_run(self, X, y, features=None) -> "_OneShotRun":
+        """Checks, the sub-network, its initial weights and its head: everything before the first iteration."""
+        return _OneShotRun(self, X, y)
+
+
+class _OneShotRun:
+    """One fit of a one-shot pruner between its phases (see ``_PruningRun`` of :mod:`.ifp`).
+
+    The sub-network is built at its target size before training, so there are no events.
+    """
+
+    events = ()
+
+    def __init__(self, pruner: _OneShotPruner, X, y):
+        self.pruner = pruner
+        self.start = time.perf_counter()
+        self.X, self.y, self.classes, self.space = pruner._fit_common(X, y)
+        self.n_classes = len(self.classes)
+        space = self.space
+        rng = check_random_state(pruner._seed_)
+        self.selection, state = pruner._initial_subnetwork(self.X, self.classes[self.y], self.classes, space, rng)
+        module = extract(pruner._backbone(), self.selection, space)
         if state is not None:
             missing, unexpected = module.load_state_dict(state, strict=False)
             head_prefix = f"{head_name(space)}."
             if unexpected or any(not k.startswith(head_prefix) for k in missing):
                 raise RuntimeError(f"initial weights do not fit the sub-network: missing {missing}, "
                                    f"unexpected {unexpected}")
-        module = module.to(self.device).eval()
-        if self.recalibrate_bn:  # the sub-network's channels see other inputs than in the donors' networks
-            self._recalibrate(module, X)
-        task_head = self._new_head(module, X, y_enc, len(classes)).to(self.device)
+        module = module.to(pruner.device).eval()
+        if pruner.recalibrate_bn:  # the sub-network's channels see other inputs than in the donors' networks
+            pruner._recalibrate(module, self.X)
+        task_head = pruner._new_head(module, self.X, self.y, self.n_classes).to(pruner.device)
         module.set_submodule(head_name(module), task_head)
-        net, records = self._fine_tune(module, X, y_enc, len(classes), self.n_iterations,
-                                       desc=type(self).__name__)
+        self.module = module
+        self.n_steps = pruner.n_iterations
+
+    def finish(self, net, records):
         for record in records:
             record["phase"] = "finetune"
-        return self._finish(net, selection, space, X, classes, records, start)
+        return self.pruner._finish(net, self.selection, self.space, self.X, self.classes, records, self.start)
 
 
 class UniformPruner(_OneShotPruner):
@@ -88,7 +112,9 @@ class UniformPruner(_OneShotPruner):
         Fine-tuning SGD iterations.
     head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
     recalibrate_bn, input_shape, device, n_threads, callbacks, random_state, verbose
-        As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
+        As in :class:`IterativeFilterPruner`. ``lr`` defaults to 3e-2, chosen by the same
+        measurement (``benchmarks/results/defaults/table.md``); the paper's 3e-4 is
+        :func:`~metaprune.pruners.paper.paper_parameters`.
 
     Attributes
     ----------
@@ -97,7 +123,7 @@ class UniformPruner(_OneShotPruner):
     """
 
     def __init__(self, backbone=None, *, pruning_ratio=0.9, n_iterations=100, head_epochs=10, head_l2=1e-3,
-                 lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
+                 lr=3e-2, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
                  recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
                  random_state=None, verbose=0):
         self.backbone = backbone
@@ -155,7 +181,9 @@ class MetaVotePruner(_OneShotPruner):
         Forbid every bank task that shares a class with the new task.
     head_epochs, head_l2, lr, batch_size, momentum, weight_decay, score_batch_size,
     recalibrate_bn, input_shape, device, n_threads, callbacks, random_state, verbose
-        As in :class:`IterativeFilterPruner` (``lr`` defaults to the paper's 3e-4).
+        As in :class:`IterativeFilterPruner`. ``lr`` defaults to 3e-2, chosen by the same
+        measurement (``benchmarks/results/defaults/table.md``); the paper's 3e-4 is
+        :func:`~metaprune.pruners.paper.paper_parameters`.
 
     Attributes
     ----------
@@ -182,7 +210,7 @@ class MetaVotePruner(_OneShotPruner):
 
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
                  n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
-                 lr=3e-4, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
+                 lr=3e-2, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
                  recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
                  random_state=None, verbose=0):
         self.bank = bank

@@ -28,7 +28,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["Interval", "Options", "check_parameters", "describe"]
+__all__ = ["Interval", "Options", "check_parameters", "constructor_defaults", "describe",
+           "given_parameters"]
 
 _CLOSED = ("both", "left", "right", "neither")
 
@@ -214,3 +215,32 @@ def check_parameters(params: Mapping, constraints: Mapping) -> None:
         value = params[name]
         if not any(c.accepts(value) for c in _alternatives(constraint)):
             raise ValueError(f"{name} must be {describe(constraint)}, got {_shown(value)}")
+
+
+def constructor_defaults(estimator) -> dict:
+    """The default of every constructor parameter of ``estimator`` (a class or an instance).
+
+    The command line reads its defaults from here, so they cannot drift from the estimators'.
+
+    Examples
+    --------
+    >>> from metaprune import UniformPruner
+    >>> constructor_defaults(UniformPruner)["n_iterations"]
+    100
+    """
+    import inspect
+
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def given_parameters(**values) -> dict:
+    """The parameters whose value is not None: pass them on, leave the rest at the estimator's default.
+
+    Examples
+    --------
+    >>> given_parameters(lr=0.01, n_iterations=None)
+    {'lr': 0.01}
+    """
+    return {name: value for name, value in values.items() if value is not None}
