@@ -60,13 +60,15 @@ def _build(config, queue):
         torch.manual_seed(0)
         backbone = cifar_resnet18(width=config["width"], in_channels=3, num_classes=100)
     sampler = TaskSampler(data.labels, n_test_per_class=100, random_state=14)
-    tasks = sampler.sample(config["n_tasks"], n_way=5, n_train_per_class=config["n_train_per_class"])
+    pool = config.get("class_pool")  # tasks drawn from fewer classes share more images
+    classes = None if pool is None else np.random.default_rng(14).permutation(100)[:pool]
+    tasks = sampler.sample(config["n_tasks"], n_way=5, n_train_per_class=config["n_train_per_class"], classes=classes)
     pruner = IterativeFilterPruner(n_iterations=config["J"], lr=3e-2, n_threads=1, random_state=0)
     with tempfile.TemporaryDirectory() as folder:
         bank = PrunedModelBank(backbone, path=Path(folder) / "bank.sqlite")
         start = time.perf_counter()
         bank.build(tasks, pruner, X, data.labels, n_jobs=2, n_threads=1, tasks_at_once=config["tasks_at_once"],
-                   progress=False)
+                   share_work=config.get("share_work"), progress=False)
         wall = time.perf_counter() - start
         accuracy = [bank.record(t.task_id).metrics["test_accuracy"] for t in tasks]
         bank.close()
@@ -74,6 +76,8 @@ def _build(config, queue):
     # loky reuses its workers: asking two jobs for their peak reaches the processes that pruned
     workers = [usage.ru_maxrss / 1024 for usage in
                Parallel(n_jobs=2)(delayed(resource.getrusage)(resource.RUSAGE_SELF) for _ in range(4))]
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True, kill_workers=True)  # else the process may wait on them at exit
     queue.put({**config, "wall_s": wall, "tasks_per_hour": 3600 * len(tasks) / wall,
                "peak_rss_mb": max(workers), "main_peak_rss_mb": _peak_rss_mb(),
                "accuracy_mean": float(np.mean(accuracy)), "accuracy_std": float(np.std(accuracy)),
@@ -90,7 +94,8 @@ def run(configs):
         row = queue.get()
         process.join()
         rows.append(row)
-        print(f"width {row['width']} J={row['J']} tasks_at_once={row['tasks_at_once']}: "
+        print(f"width {row['width']} J={row['J']} tasks_at_once={row['tasks_at_once']} "
+              f"share_work={row.get('share_work')}: "
               f"{row['tasks_per_hour']:.0f} tasks/h ({row['wall_s']:.0f} s), peak {row['peak_rss_mb']:.0f} MB per worker ({row['main_peak_rss_mb']:.0f} main), "
               f"held-out {row['accuracy_mean']:.3f} ({row['accuracy_std']:.3f})", flush=True)
     return rows
@@ -103,10 +108,14 @@ def main(argv=None):
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--iterations", type=int, nargs="+", default=[100, 200])
     parser.add_argument("--n-train-per-class", type=int, default=400)
+    parser.add_argument("--class-pool", type=int, default=None,
+                        help="draw the tasks' classes from this many classes (default: all 100)")
     parser.add_argument("--out", type=Path, default=OUT / "many_tasks")
     args = parser.parse_args(argv)
-    configs = [dict(width=w, J=J, n_tasks=args.n_tasks, n_train_per_class=args.n_train_per_class, tasks_at_once=k)
-               for w in args.widths for J in args.iterations for k in (1, args.stack)]
+    paths = ((1, False), (1, True), (args.stack, True))  # one at a time; shared work only; stacked + shared
+    configs = [dict(width=w, J=J, n_tasks=args.n_tasks, n_train_per_class=args.n_train_per_class, tasks_at_once=k,
+                    share_work=share, class_pool=args.class_pool)
+               for w in args.widths for J in args.iterations for k, share in paths]
     rows = run(configs)
     import torch
     meta = {"command": "python benchmarks/bench_many_tasks.py " + " ".join(argv or sys.argv[1:]),
@@ -114,16 +123,18 @@ def main(argv=None):
             "cores": mp.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = [f"Bank builds of {args.n_tasks} real CIFAR-100 5-way IFP tasks ({args.n_train_per_class} training "
+    pool = f", classes drawn from {args.class_pool}" if args.class_pool else ""
+    lines = [f"Bank builds of {args.n_tasks} real CIFAR-100 5-way IFP tasks{pool} ({args.n_train_per_class} training "
              f"images per class, r = 0.9, h = 0.3 J, lr 3e-2), n_jobs=2 with one torch thread each, on "
              f"{meta['cores']} cores; torch {meta['torch']}. `{meta['command']}`", "",
-             "| width | J | tasks at once | tasks/hour | speed-up | peak RSS per worker (MB) | main process (MB) | held-out accuracy (std) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| width | J | tasks at once | shared work | tasks/hour | speed-up | peak RSS per worker (MB) | main process (MB) | held-out accuracy (std) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     base = {}
     for r in rows:
         key = (r["width"], r["J"])
         base.setdefault(key, r["tasks_per_hour"])
-        lines.append(f"| {r['width']} | {r['J']} | {r['tasks_at_once']} | {r['tasks_per_hour']:.0f} | "
+        lines.append(f"| {r['width']} | {r['J']} | {r['tasks_at_once']} | {'yes' if r.get('share_work') else 'no'} | "
+                     f"{r['tasks_per_hour']:.0f} | "
                      f"{r['tasks_per_hour'] / base[key]:.2f}x | {r['peak_rss_mb']:.0f} | {r['main_peak_rss_mb']:.0f} | "
                      f"{r['accuracy_mean']:.3f} ({r['accuracy_std']:.3f}) |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

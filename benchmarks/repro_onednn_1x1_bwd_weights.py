@@ -15,8 +15,10 @@ Usage::
     # each case in its own valgrind process; a table of invalid accesses (needs valgrind)
     python benchmarks/repro_onednn_1x1_bwd_weights.py --valgrind --out benchmarks/results/onednn_1x1_bwd_weights.json
 
-A case is ``in_channels,out_channels,kernel,stride,layout`` with layout ``cl``
-(channels-last input, the strides of ``images_nhwc.transpose(0, 3, 1, 2)``) or ``nchw``.
+A case is ``in_channels,out_channels,kernel,stride,layout[,groups]`` with layout ``cl``
+(channels-last input, the strides of ``images_nhwc.transpose(0, 3, 1, 2)``) or ``nchw``, and
+optionally the convolution's groups (the stacked networks of ``fit_many`` use NCHW grouped
+convolutions with 1-13 channels per group: ``--cases 8,12,1,2,nchw,4 ...``).
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ def run_case(case: str, batch: int = 8, size: int = 16) -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cin, cout, kernel, stride, layout = case.split(",")
+    cin, cout, kernel, stride, layout, *groups = case.split(",")
     cin, cout, kernel, stride = int(cin), int(cout), int(kernel), int(stride)
+    groups = int(groups[0]) if groups else 1
     x = torch.randn(batch, size, size, cin).permute(0, 3, 1, 2)  # channels-last strides
     if layout == "nchw":
         x = x.contiguous()
-    weight = torch.randn(cout, cin, kernel, kernel, requires_grad=True)
-    out = torch.nn.functional.conv2d(x, weight, stride=stride, padding=kernel // 2)
+    weight = torch.randn(cout, cin // groups, kernel, kernel, requires_grad=True)
+    out = torch.nn.functional.conv2d(x, weight, stride=stride, padding=kernel // 2, groups=groups)
     out.sum().backward()
     print(f"case {case}: done (input strides {tuple(x.stride())})", flush=True)
 

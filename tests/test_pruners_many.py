@@ -240,3 +240,21 @@ def test_bank_build_in_stacks_stores_every_task_as_the_one_at_a_time_build(tmp_p
     assert abs(gap) < 0.06, gap
     with pytest.raises(ValueError, match="tasks_at_once must be a positive int, got 0"):
         PrunedModelBank(BACKBONE).build(tasks, pruner, X, digits.target, tasks_at_once=0, progress=False)
+
+
+def test_one_shot_fits_whose_networks_differ_in_size_are_trained_apart():
+    """MVP with pruning_ratio=None keeps its neighbours' sizes: two neighbours of other sizes, two stacks."""
+    bank = PrunedModelBank(BACKBONE)
+    for i, ratio in ((0, 0.5), (1, 0.7)):
+        X, y = TASKS[i][:2]
+        bank.add(f"t{i}", X, y, IterativeFilterPruner(random_state=i, **dict(FAST, pruning_ratio=ratio)))
+    params = {k: v for k, v in FAST.items() if k not in ("prune_every", "pruning_ratio")}
+    make = [lambda: MetaVotePruner(bank, n_neighbors=1, exclude=["t1"], random_state=0, **params),
+            lambda: MetaVotePruner(bank, n_neighbors=1, exclude=["t0"], random_state=0, **params)]
+    X, y = TASKS[2][:2]
+    fitted = fit_many([m() for m in make], [X, X], [y, y], tasks_at_once=2)
+    alone = [m().fit(X, y) for m in make]
+    assert fitted[0].selection_.n_kept != fitted[1].selection_.n_kept
+    for a, s in zip(alone, fitted):
+        assert a.selection_ == s.selection_
+        assert [r["loss"] for r in a.history_] == [r["loss"] for r in s.history_]  # each alone: bit for bit

@@ -128,7 +128,7 @@ def test_fit_accepts_the_closed_bounds(cls, name, value):
     (IterativeFilterPruner(pruning_ratio=None), "pruning_ratio must be a float in (0, 1), got None"),
     (IterativeFilterPruner(n_iterations=0), "n_iterations must be an int >= 1, got 0"),
     (UniformPruner(n_iterations=-1), "n_iterations must be an int >= 0, got -1"),
-    (IterativeFilterPruner(prune_every=2.0), "prune_every must be an int >= 1, got 2.0"),
+    (IterativeFilterPruner(prune_every=2.0), "prune_every must be None or an int >= 1, got 2.0"),
     (IterativeFilterPruner(surgery="Mask"), "surgery must be one of 'physical', 'mask', got 'Mask'"),
     (IterativeFilterPruner(prune_fraction=1.0), "prune_fraction must be None or a float in (0, 1), got 1.0"),
     (IterativeFilterPruner(finetune_epochs=-1), "finetune_epochs must be an int >= 0, got -1"),

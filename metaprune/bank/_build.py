@@ -68,7 +68,8 @@ def fit_task_stack(pruner, jobs, shared):
 
     estimators = [clone(pruner) for _ in jobs]
     with torch_threads(pruner.get_params().get("n_threads", None)):
-        fit_many(estimators, [j[1] for j in jobs], [j[2] for j in jobs], tasks_at_once=len(jobs), shared=shared)
+        fit_many(estimators, [j[1] for j in jobs], [j[2] for j in jobs], tasks_at_once=len(jobs),
+                 shared=None if all(s is None for s in shared) else shared)
         return [encode_fitted(job[0], est, est.backbone, *job[1:]) for est, job in zip(estimators, jobs)]
 
 

@@ -140,7 +140,7 @@ class BankWrites:
         return self
 
     def build(self, tasks, pruner, X, y, n_jobs=None, backend=None, n_threads=None,
-              progress=True, tasks_at_once=1) -> BankWrites:
+              progress=True, tasks_at_once=1, share_work=None) -> BankWrites:
         """Prune many tasks in parallel and store each result as soon as it is computed.
 
         Tasks already in the bank are skipped, so re-running an interrupted build finishes
@@ -186,7 +186,11 @@ class BankWrites:
             image for all tasks of the build, and each job trains ``tasks_at_once`` tasks
             as one grouped network. Every task is still stored as soon as its stack
             finishes, so an interrupted build loses at most the stacks in flight. 1 prunes
-            each task by the pruner's own ``fit``.
+            each task by the pruner's own ``fit`` (the default: on CPU a stack trains
+            slower than its tasks one at a time, ``benchmarks/results/many_tasks.md``).
+        share_work : bool, optional
+            Compute the pre-trained network's features and first-event scores once per
+            image for all tasks (IFP only); default: when ``tasks_at_once > 1``.
 
         Returns
         -------
@@ -231,7 +235,8 @@ class BankWrites:
         if isinstance(tasks_at_once, bool) or not isinstance(tasks_at_once, (int, np.integer)) or tasks_at_once < 1:
             raise ValueError(f"tasks_at_once must be a positive int, got {tasks_at_once!r}")
         template = self._template(pruner)
-        shared = self._shared_work(template, todo, X, y) if tasks_at_once > 1 else {}
+        share_work = tasks_at_once > 1 if share_work is None else bool(share_work)
+        shared = self._shared_work(template, todo, X, y) if share_work else {}
 
         def claimed():
             busy = []
@@ -251,7 +256,7 @@ class BankWrites:
                     (others if state == "busy" else stored).append(task.task_id)
 
         def jobs():
-            if tasks_at_once == 1:
+            if not share_work and tasks_at_once == 1:
                 for task in claimed():
                     yield (task.task_id, *task.split(X, y))
                 return
@@ -270,7 +275,7 @@ class BankWrites:
         try:
             with heartbeat(lambda: self._storage.beat(builder)):
                 run_jobs(template, jobs(), len(todo), keep, n_jobs=n_jobs, backend=backend,
-                         n_threads=n_threads, progress=progress, stacked=tasks_at_once > 1)
+                         n_threads=n_threads, progress=progress, stacked=share_work or tasks_at_once > 1)
         finally:
             self._storage.end_build(builder)
             self.last_build = BuildSummary(tuple(added), tuple(stored), tuple(others))

@@ -187,7 +187,8 @@ def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, share
     Xs, ys : lists of array-like
         Each estimator's training images and labels, as its ``fit`` takes them.
     tasks_at_once : int, default=8
-        Networks per stack; 1 fits every estimator by its own ``fit``.
+        Networks per stack; 1 trains every network alone (with the shared passes when
+        ``shared`` is given).
     verbose : int, default=0
         A progress bar over the stacks' iterations.
     shared : list, optional
@@ -224,7 +225,7 @@ def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, share
             raise TypeError(f"fit_many fits IterativeFilterPruner, MetaVotePruner and UniformPruner, "
                             f"got {type(e).__name__}")
     with torch_threads(estimators[0].n_threads):
-        if tasks_at_once == 1:
+        if tasks_at_once == 1 and shared is None:
             return [e.fit(X, y) for e, X, y in zip(estimators, Xs, ys)]
         for e in estimators:
             e._check_params()
@@ -248,13 +249,32 @@ def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, share
 
 
 def _fit_chunk(estimators, Xs, ys, shared, verbose):
-    if len(estimators) == 1:  # nothing to stack with: the estimator's own fit
+    if len(estimators) == 1 and shared[0] is None:  # nothing to stack with or share: the estimator's own fit
         estimators[0].fit(Xs[0], ys[0])
         return
     runs = [e._begin_run(X, y, features=None if s is None else s[0]) for e, X, y, s in zip(estimators, Xs, ys, shared)]
+    if len(runs) == 1:  # the shared passes, then the estimator's own loop
+        _fit_alone(runs[0], shared[0])
+        return
     if 0 in runs[0].events:  # the first event scores the unpruned network: per-image scores, shared
         for run, s in zip(runs, shared):
             run.event(run.module, 0, scores=None if s is None else s[1])
+    by_shape = {}  # e.g. MVP with pruning_ratio=None keeps its neighbours' sizes, which may differ
+    for run, s in zip(runs, shared):
+        shapes = tuple(tuple(p.shape) for p in run.module.parameters())
+        by_shape.setdefault(shapes, []).append((run, s))
+    if len(by_shape) > 1:
+        for members in by_shape.values():
+            _train_runs([r for r, _ in members], [s for _, s in members], verbose)
+        return
+    _train_runs(runs, shared, verbose)
+
+
+def _train_runs(runs, shared, verbose):
+    """Train runs whose networks have equal shapes: as one stack, or alone when there is one."""
+    if len(runs) == 1:
+        _fit_alone(runs[0], shared[0], first_event_done=0 in runs[0].events)
+        return
     progress = _progress(runs[0].n_steps, f"{type(runs[0].pruner).__name__} x{len(runs)}", verbose)
     try:
         networks, records = _fit_stack(runs, runs[0].pruner.device, progress)
@@ -264,3 +284,18 @@ def _fit_chunk(estimators, Xs, ys, shared, verbose):
     for run, module, rec in zip(runs, networks, records):
         run.finish(_wrap(run, module), rec)
 
+
+def _fit_alone(run, shared, first_event_done=False):
+    """One run through the skorch engine, its first event scored from the shared per-image scores."""
+    def before_step(net, j):
+        if j == 0 and first_event_done:
+            return True  # the network was pruned at event 0 already: only the new-optimizer step remains
+        scores = shared[1] if j == 0 and shared is not None else None
+        changed = j in run.events and run.event(net.module_, j, scores=scores)
+        if changed:
+            net.initialize_optimizer()
+        return changed
+
+    net, records = run.pruner._fine_tune(run.module, run.X, run.y, run.n_classes, run.n_steps,
+                                         before_step=before_step, desc=type(run.pruner).__name__)
+    run.finish(net, records)
