@@ -63,11 +63,12 @@ def _build(config, queue):
     pool = config.get("class_pool")  # tasks drawn from fewer classes share more images
     classes = None if pool is None else np.random.default_rng(14).permutation(100)[:pool]
     tasks = sampler.sample(config["n_tasks"], n_way=5, n_train_per_class=config["n_train_per_class"], classes=classes)
-    pruner = IterativeFilterPruner(n_iterations=config["J"], lr=3e-2, n_threads=1, random_state=0)
+    device = config.get("device", "cpu")
+    pruner = IterativeFilterPruner(n_iterations=config["J"], lr=3e-2, n_threads=1, random_state=0, device=device)
     with tempfile.TemporaryDirectory() as folder:
         bank = PrunedModelBank(backbone, path=Path(folder) / "bank.sqlite")
         start = time.perf_counter()
-        bank.build(tasks, pruner, X, data.labels, n_jobs=2, n_threads=1, tasks_at_once=config["tasks_at_once"],
+        bank.build(tasks, pruner, X, data.labels, n_jobs=2 if device == "cpu" else 1, n_threads=1, tasks_at_once=config["tasks_at_once"],
                    share_work=config.get("share_work"), progress=False)
         wall = time.perf_counter() - start
         accuracy = [bank.record(t.task_id).metrics["test_accuracy"] for t in tasks]
@@ -110,11 +111,12 @@ def main(argv=None):
     parser.add_argument("--n-train-per-class", type=int, default=400)
     parser.add_argument("--class-pool", type=int, default=None,
                         help="draw the tasks' classes from this many classes (default: all 100)")
+    parser.add_argument("--device", default="cpu", help="cpu (two workers) or cuda (one process)")
     parser.add_argument("--out", type=Path, default=OUT / "many_tasks")
     args = parser.parse_args(argv)
     paths = ((1, False), (1, True), (args.stack, True))  # one at a time; shared work only; stacked + shared
     configs = [dict(width=w, J=J, n_tasks=args.n_tasks, n_train_per_class=args.n_train_per_class, tasks_at_once=k,
-                    share_work=share, class_pool=args.class_pool)
+                    share_work=share, class_pool=args.class_pool, device=args.device)
                for w in args.widths for J in args.iterations for k, share in paths]
     rows = run(configs)
     import torch

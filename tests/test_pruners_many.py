@@ -258,3 +258,20 @@ def test_one_shot_fits_whose_networks_differ_in_size_are_trained_apart():
     for a, s in zip(alone, fitted):
         assert a.selection_ == s.selection_
         assert [r["loss"] for r in a.history_] == [r["loss"] for r in s.history_]  # each alone: bit for bit
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fit_many_on_each_device_matches_fits_alone_there(device):
+    """The stack, its batches and the fitted nets live on the estimators' device."""
+    params = dict(FAST, n_iterations=8, prune_every=4, device=device)
+    make = [lambda s=s: IterativeFilterPruner(BACKBONE, random_state=s, **params) for s in range(2)]
+    alone = [m().fit(X, y) for m, (X, y, _, _) in zip(make, TASKS)]
+    stacked = fit_many([m() for m in make], [t[0] for t in TASKS[:2]], [t[1] for t in TASKS[:2]], tasks_at_once=2)
+    for a, s in zip(alone, stacked):
+        assert next(s.net_.module_.parameters()).device.type == device
+        assert a.pruning_path_[0][1] == s.pruning_path_[0][1]
+        np.testing.assert_allclose([r["loss"] for r in s.history_[:4]], [r["loss"] for r in a.history_[:4]],
+                                   rtol=1e-3)
