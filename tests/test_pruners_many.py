@@ -202,7 +202,7 @@ def test_fit_many_errors():
     with pytest.raises(ValueError, match="one data set per estimator: 1 estimators, 2 image sets, 1 label vectors"):
         fit_many([ifp], [X, X], [y])
     for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="tasks_at_once must be a positive int"):
+        with pytest.raises(ValueError, match="tasks_at_once must be a positive int or None"):
             fit_many([ifp], [X], [y], tasks_at_once=bad)
     with pytest.raises(TypeError, match="fit_many fits IterativeFilterPruner, MetaVotePruner and UniformPruner, "
                                         "got LogisticRegression"):
@@ -275,3 +275,13 @@ def test_fit_many_on_each_device_matches_fits_alone_there(device):
         assert a.pruning_path_[0][1] == s.pruning_path_[0][1]
         np.testing.assert_allclose([r["loss"] for r in s.history_[:4]], [r["loss"] for r in a.history_[:4]],
                                    rtol=1e-3)
+
+
+def test_the_default_on_cpu_trains_alone_with_the_shared_passes():
+    make = [lambda s=s: IterativeFilterPruner(BACKBONE, random_state=s, **FAST) for s in range(2)]
+    default = fit_many([m() for m in make], [t[0] for t in TASKS[:2]], [t[1] for t in TASKS[:2]])
+    alone = [m().fit(X, y) for m, (X, y, _, _) in zip(make, TASKS)]
+    for a, d in zip(alone, default):
+        assert a.pruning_path_[0][1] == d.pruning_path_[0][1]  # the first event from the shared per-image scores
+        np.testing.assert_allclose([r["loss"] for r in d.history_], [r["loss"] for r in a.history_], rtol=1e-4)
+        assert d.train_flops_ == a.train_flops_

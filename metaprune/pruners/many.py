@@ -175,7 +175,7 @@ def _wrap(run, module):
     return net
 
 
-def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, shared=None):
+def fit_many(estimators, Xs, ys, tasks_at_once=None, verbose: int = 0, shared=None):
     """Fit unfitted pruners on their own data sets at once; each comes back as if fitted alone.
 
     Parameters
@@ -186,9 +186,11 @@ def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, share
         (:func:`stack_key`) train together, ``tasks_at_once`` at a time; the others alone.
     Xs, ys : lists of array-like
         Each estimator's training images and labels, as its ``fit`` takes them.
-    tasks_at_once : int, default=8
-        Networks per stack; 1 trains every network alone (with the shared passes when
-        ``shared`` is given).
+    tasks_at_once : int or None, default=None
+        Networks per stack. None: 8 when the estimators train on a GPU, 1 on the CPU, where
+        a stack trains slower than its tasks one at a time (``benchmarks/results/many_tasks.md``)
+        but the shared passes still pay. 1 given explicitly fits every estimator by its own
+        ``fit`` (with the shared passes only when ``shared`` is given).
     verbose : int, default=0
         A progress bar over the stacks' iterations.
     shared : list, optional
@@ -216,16 +218,21 @@ def fit_many(estimators, Xs, ys, tasks_at_once: int = 8, verbose: int = 0, share
     if not (len(estimators) == len(Xs) == len(ys)):
         raise ValueError(f"one data set per estimator: {len(estimators)} estimators, {len(Xs)} image sets, "
                          f"{len(ys)} label vectors")
-    if isinstance(tasks_at_once, bool) or not isinstance(tasks_at_once, (int, np.integer)) or tasks_at_once < 1:
-        raise ValueError(f"tasks_at_once must be a positive int, got {tasks_at_once!r}")
+    automatic = tasks_at_once is None
+    if not automatic and (isinstance(tasks_at_once, bool) or not isinstance(tasks_at_once, (int, np.integer))
+                          or tasks_at_once < 1):
+        raise ValueError(f"tasks_at_once must be a positive int or None, got {tasks_at_once!r}")
     if not estimators:
         return []
     for e in estimators:
         if not isinstance(e, _STACKABLE):
             raise TypeError(f"fit_many fits IterativeFilterPruner, MetaVotePruner and UniformPruner, "
                             f"got {type(e).__name__}")
+    if automatic:
+        on_cpu = all(torch.device(e.device).type == "cpu" for e in estimators)
+        tasks_at_once = 1 if on_cpu else 8
     with torch_threads(estimators[0].n_threads):
-        if tasks_at_once == 1 and shared is None:
+        if tasks_at_once == 1 and shared is None and not automatic:
             return [e.fit(X, y) for e, X, y in zip(estimators, Xs, ys)]
         for e in estimators:
             e._check_params()
