@@ -24,6 +24,8 @@ import copy
 import torch
 from torch import nn
 
+from .surgery import replace_module_
+
 __all__ = ["GroupedLinear", "stack_networks", "unstack_network", "stack_batches"]
 
 _PARAMETER_FREE = (nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -163,10 +165,7 @@ def stack_networks(networks) -> nn.Module:
             continue
         else:
             raise TypeError(f"cannot stack module {name!r} of type {type(module).__name__}")
-        new.train(module.training)
-        for p_new, p_old in zip(new.parameters(), module.parameters()):
-            p_new.requires_grad_(p_old.requires_grad)
-        stacked.set_submodule(name, new)
+        replace_module_(stacked, name, new, module)
     return stacked
 
 
@@ -238,10 +237,7 @@ def unstack_network(stacked: nn.Module, n_stacked: int) -> list:
                 new = _task_linear(module, k)
             else:
                 continue
-            new.train(module.training)
-            for p_new, p_old in zip(new.parameters(), module.parameters()):
-                p_new.requires_grad_(p_old.requires_grad)
-            net.set_submodule(name, new)
+            replace_module_(net, name, new, module)
         networks.append(net)
     return networks
 

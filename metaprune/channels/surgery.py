@@ -19,7 +19,7 @@ from ..data.batches import standard_format_
 from .filter_space import FilterSpace
 from .selection import Selection
 
-__all__ = ["extract", "shrink_", "mask_channels", "channel_masks_applied"]
+__all__ = ["extract", "shrink_", "mask_channels", "channel_masks_applied", "replace_module_"]
 
 
 def _index(positions, group, device):
@@ -86,11 +86,16 @@ def _slice_modules_(model: nn.Module, space: FilterSpace, positions: dict) -> nn
             new = _sliced_linear(module, in_idx)
         else:
             raise TypeError(f"cannot slice module {name!r} of type {type(module).__name__}")
-        new.train(module.training)
-        for p_new, p_old in zip(new.parameters(), module.parameters()):
-            p_new.requires_grad_(p_old.requires_grad)
-        model.set_submodule(name, new)
+        replace_module_(model, name, new, module)
     return model
+
+
+def replace_module_(model: nn.Module, name: str, new: nn.Module, old: nn.Module) -> None:
+    """Put ``new`` in ``old``'s place ``name`` of ``model``, with ``old``'s mode and trainable flags."""
+    new.train(old.training)
+    for p_new, p_old in zip(new.parameters(), old.parameters()):
+        p_new.requires_grad_(p_old.requires_grad)
+    model.set_submodule(name, new)
 
 
 def extract(backbone: nn.Module, selection, space: FilterSpace | None = None) -> nn.Module:

@@ -41,12 +41,13 @@ _PER_TASK = {"backbone", "bank", "random_state", "verbose", "n_threads", "exclud
              "recalibrate_bn"}
 
 
-def stack_key(estimator, n_samples: int, n_classes: int):
+def stack_key(estimator, n_samples: int, n_classes: int, fingerprints=None):
     """What must be equal for two fits to train in one stack (None: the fit trains alone).
 
     Equal type and training parameters (the schedule, learning rate, batch size, device...),
     the same pre-trained network (its weights' fingerprint), and the same number of training images and classes. A fit
     with callbacks (they need a skorch net per step) or mask surgery trains alone.
+    ``fingerprints`` (a dict) caches the backbones' fingerprints across calls.
     """
     if not isinstance(estimator, _STACKABLE) or estimator.callbacks:
         return None
@@ -54,7 +55,16 @@ def stack_key(estimator, n_samples: int, n_classes: int):
         return None
     params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in _PER_TASK}
     return (type(estimator).__name__, tuple(sorted((k, repr(v)) for k, v in params.items())),
-            fingerprint(estimator._backbone()), int(n_samples), int(n_classes))
+            _fingerprint(estimator._backbone(), fingerprints), int(n_samples), int(n_classes))
+
+
+def _fingerprint(backbone, cache=None) -> str:
+    """The backbone's weights fingerprint, hashed once per module object when ``cache`` (a dict) is given."""
+    if cache is None:
+        return fingerprint(backbone)
+    if id(backbone) not in cache:
+        cache[id(backbone)] = (backbone, fingerprint(backbone))  # the module is held so its id stays its own
+    return cache[id(backbone)][1]
 
 
 def _distinct_images(Xs):
@@ -68,7 +78,7 @@ def _distinct_images(Xs):
     return rows[first].reshape(-1, *shape), [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def shared_work(estimators, Xs) -> list:
+def shared_work(estimators, Xs, fingerprints=None) -> list:
     """What IFP fits share across tasks, computed once per distinct image.
 
     Parameters
@@ -76,6 +86,8 @@ def shared_work(estimators, Xs) -> list:
     estimators : list of pruners
     Xs : list of arrays
         Each estimator's training images.
+    fingerprints : dict, optional
+        A cache of backbone fingerprints shared by the calls of one ``fit_many``.
 
     Returns
     -------
@@ -85,17 +97,17 @@ def shared_work(estimators, Xs) -> list:
         pruning event's channel scores (per group, the mean over its images of each image's
         scores). :func:`fit_many` takes them as ``shared_work``.
     """
-    found = _shared_work(estimators, Xs)
+    found = _shared_work(estimators, Xs, fingerprints)
     return [found.get(i) for i in range(len(estimators))]
 
 
-def _shared_work(estimators, Xs):
+def _shared_work(estimators, Xs, fingerprints=None):
     """Per IFP fit: (penultimate features, first-event scores per image) of its images, computed once."""
     ifp = [i for i, e in enumerate(estimators) if isinstance(e, IterativeFilterPruner)]
     out = {}
     by_backbone = {}
     for i in ifp:  # clones hold copies of one backbone: the same weights are the same network
-        by_backbone.setdefault(fingerprint(estimators[i]._backbone()), []).append(i)
+        by_backbone.setdefault(_fingerprint(estimators[i]._backbone(), fingerprints), []).append(i)
     for members in by_backbone.values():
         images, rows = _distinct_images([Xs[i] for i in members])
         found = shared_work_of_images(estimators[members[0]], images, rows)
@@ -236,13 +248,14 @@ def fit_many(estimators, Xs, ys, tasks_at_once=None, verbose: int = 0, shared=No
             return [e.fit(X, y) for e, X, y in zip(estimators, Xs, ys)]
         for e in estimators:
             e._check_params()
+        fingerprints = {}  # every backbone object hashed once for the whole call
         if shared is None:
-            shared = shared_work(estimators, Xs)
+            shared = shared_work(estimators, Xs, fingerprints)
         elif len(shared) != len(estimators):
             raise ValueError(f"one shared_work entry per estimator: {len(shared)} for {len(estimators)}")
         groups = {}
         for i, (e, X, y) in enumerate(zip(estimators, Xs, ys)):
-            key = stack_key(e, len(X), len(np.unique(np.asarray(y))))
+            key = stack_key(e, len(X), len(np.unique(np.asarray(y))), fingerprints)
             groups.setdefault(key if key is not None else ("alone", i), []).append(i)
         for key, members in groups.items():
             if key[0] == "alone":
