@@ -42,24 +42,19 @@ def _build(config, queue):
     """One bank build in a fresh process (so peak memory is this build's own)."""
     import torch
 
-    import metaprune
+    from _cifar import cifar100_images, shipped_backbone
     from metaprune import IterativeFilterPruner, PrunedModelBank
-    from metaprune.backbone.resnet import cifar_resnet18, load_backbone
-    from metaprune.data.loaders import default_cifar100_path, load_cifar100
-    from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
+    from metaprune.backbone.resnet import cifar_resnet18
     from metaprune.data.tasks import TaskSampler
 
     torch.set_num_threads(1)
-    data = load_cifar100(default_cifar100_path())
-    X = np.ascontiguousarray(ImageToTensor(mean=CIFAR100_MEAN, std=CIFAR100_STD).fit_transform(data.images),
-                             dtype=np.float32)
+    X, labels = cifar100_images()
     if config["width"] == 16:
-        backbone = load_backbone(Path(metaprune.__file__).parent / "checkpoints" /
-                                 "cifar100_resnet18_w16_simclr.safetensors")
+        backbone = shipped_backbone()
     else:
         torch.manual_seed(0)
         backbone = cifar_resnet18(width=config["width"], in_channels=3, num_classes=100)
-    sampler = TaskSampler(data.labels, n_test_per_class=100, random_state=14)
+    sampler = TaskSampler(labels, n_test_per_class=100, random_state=14)
     pool = config.get("class_pool")  # tasks drawn from fewer classes share more images
     classes = None if pool is None else np.random.default_rng(14).permutation(100)[:pool]
     tasks = sampler.sample(config["n_tasks"], n_way=5, n_train_per_class=config["n_train_per_class"], classes=classes)
@@ -68,7 +63,7 @@ def _build(config, queue):
     with tempfile.TemporaryDirectory() as folder:
         bank = PrunedModelBank(backbone, path=Path(folder) / "bank.sqlite")
         start = time.perf_counter()
-        bank.build(tasks, pruner, X, data.labels, n_jobs=2 if device == "cpu" else 1, n_threads=1, tasks_at_once=config["tasks_at_once"],
+        bank.build(tasks, pruner, X, labels, n_jobs=2 if device == "cpu" else 1, n_threads=1, tasks_at_once=config["tasks_at_once"],
                    share_work=config.get("share_work"), progress=False)
         wall = time.perf_counter() - start
         accuracy = [bank.record(t.task_id).metrics["test_accuracy"] for t in tasks]

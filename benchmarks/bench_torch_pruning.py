@@ -56,21 +56,16 @@ def main(argv=None):
     import torch
     import torch_pruning as tp
 
-    import metaprune
     import metaprune.pruners.ifp as ifp_module
+    from _cifar import cifar100_images, shipped_backbone
     from metaprune import IterativeFilterPruner
-    from metaprune.backbone.resnet import load_backbone
-    from metaprune.data.loaders import default_cifar100_path, load_cifar100
-    from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
     from metaprune.data.tasks import TaskSampler
 
     torch.set_num_threads(1)
-    data = load_cifar100(default_cifar100_path())
-    X = np.ascontiguousarray(ImageToTensor(mean=CIFAR100_MEAN, std=CIFAR100_STD).fit_transform(data.images),
-                             dtype=np.float32)
-    backbone = load_backbone(Path(metaprune.__file__).parent / "checkpoints" / "cifar100_resnet18_w16_simclr.safetensors")
-    task = TaskSampler(data.labels, n_test_per_class=100, random_state=14).sample(1, n_way=5)[0]
-    Xtr, ytr, Xte, yte = task.split(X, data.labels)
+    X, labels = cifar100_images()
+    backbone = shipped_backbone()
+    task = TaskSampler(labels, n_test_per_class=100, random_state=14).sample(1, n_way=5)[0]
+    Xtr, ytr, Xte, yte = task.split(X, labels)
     ours = ifp_module.shrink_
     theirs = torch_pruning_shrink(Xtr.shape[1:])
     runs = {"metaprune": [], "torch-pruning": []}

@@ -33,19 +33,13 @@ def main(argv=None):
 
     import torch
 
-    import metaprune
+    from _cifar import cifar100_images, shipped_backbone
     from metaprune import IterativeFilterPruner, MetaVotePruner, PrunedModelBank, UniformPruner, paper_parameters
-    from metaprune.backbone.resnet import load_backbone
-    from metaprune.data.loaders import default_cifar100_path, load_cifar100
-    from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD, ImageToTensor
     from metaprune.data.tasks import TaskSampler
 
     torch.set_num_threads(1)
-    data = load_cifar100(default_cifar100_path())
-    X = np.ascontiguousarray(ImageToTensor(mean=CIFAR100_MEAN, std=CIFAR100_STD).fit_transform(data.images),
-                             dtype=np.float32)
-    y = data.labels
-    bb = load_backbone(Path(metaprune.__file__).parent / "checkpoints" / "cifar100_resnet18_w16_simclr.safetensors")
+    X, y = cifar100_images()
+    bb = shipped_backbone()
     sampler = TaskSampler(y, n_test_per_class=100, random_state=190)  # not the selection tasks' seed (19)
     targets = sampler.sample(args.n_tasks, n_way=5, n_train_per_class=200, prefix="case")
     lrs = {"new defaults": {}, "paper (old defaults)": None}
