@@ -1,4 +1,4 @@
-"""Penultimate-layer features of a ResNet, batched and without gradients."""
+"""Penultimate-layer features (the task head's input) of a network, batched and without gradients."""
 
 from __future__ import annotations
 
@@ -6,17 +6,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..channels.filter_space import _has_resnet_layout, head_name
 from ..data.batches import forward_batches
 
 __all__ = ["penultimate", "penultimate_features", "class_prototypes"]
 
 
 def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Penultimate (globally pooled) features of a torchvision-style ResNet, differentiable.
+    """Penultimate features (the input of the task head), differentiable.
 
-    Equivalent to ``model(x)`` with ``model.fc`` replaced by an identity, without
-    touching the model.
+    Equivalent to ``model(x)`` with the head replaced by an identity, without touching the
+    model. For a torchvision-style ResNet the head's input is computed directly; for any
+    other network (its head is its last ``nn.Linear``, see
+    :func:`~metaprune.channels.filter_space.head_name`) the forward pass runs whole and the
+    head's input is captured.
     """
+    if not _has_resnet_layout(model):
+        captured = []
+        handle = model.get_submodule(head_name(model)).register_forward_pre_hook(
+            lambda _m, args: captured.append(args[0]))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        return torch.flatten(captured[0], 1)
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
     return torch.flatten(model.avgpool(x), 1)
@@ -43,7 +56,7 @@ def penultimate_features(model: nn.Module, X, batch_size: int = 256, device=None
     """
     captured = [penultimate(model, batch).cpu() for _, batch in forward_batches(model, X, batch_size, device)]
     if not captured:
-        return np.zeros((0, model.fc.in_features), dtype=np.float32)
+        return np.zeros((0, model.get_submodule(head_name(model)).in_features), dtype=np.float32)
     return torch.cat(captured).numpy()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["Selection"]
+__all__ = ["Selection", "in_blocks"]
 
 
 def _as_index_array(group: str, values) -> np.ndarray:
@@ -121,9 +121,13 @@ class Selection(Mapping):
         for name, idx in self._kept.items():
             if name not in space:
                 raise ValueError(f"unknown group {name!r} (the network's groups are {list(space.names)})")
-            size = space[name].size
+            size, unit = space[name].size, space[name].unit
             if idx[-1] >= size:
                 raise ValueError(f"group {name!r}: channel index {idx[-1]} out of range for {size} channels")
+            if unit > 1 and (idx.size % unit or np.any(idx.reshape(-1, unit) != idx[::unit, None] + np.arange(unit))
+                             or np.any(idx[::unit] % unit)):
+                raise ValueError(f"group {name!r} is read by a grouped convolution: it must keep whole blocks "
+                                 f"of {unit} channels")
         missing = [g for g in space.names if g not in self._kept]
         if missing:
             raise ValueError(f"selection lacks groups {missing}")
@@ -162,3 +166,20 @@ class Selection(Mapping):
     def subset_of(self, other: "Selection") -> bool:
         """Whether every kept channel here is also kept in ``other``."""
         return set(self) == set(other) and all(np.isin(v, other[k]).all() for k, v in self._kept.items())
+
+
+def in_blocks(choose, values: np.ndarray, n_keep: int, unit: int, group: str, *args) -> np.ndarray:
+    """``choose(values, n_keep, *args)`` made to pick whole blocks of ``unit`` channels.
+
+    ``choose`` returns sorted indices of ``n_keep`` of the ``values``; with ``unit > 1`` it
+    is given the mean value of every block and asked for ``n_keep / unit`` blocks, whose
+    channels are returned. One rule for every way of choosing channels (top scores,
+    votes, uniform draws) in a group read by a grouped convolution.
+    """
+    if unit == 1:
+        return choose(values, n_keep, *args)
+    if values.size % unit or n_keep % unit:
+        raise ValueError(f"group {group!r} is kept in blocks of {unit} channels: {values.size} channels and "
+                         f"n_keep={n_keep} must be multiples of {unit}")
+    blocks = choose(values.reshape(-1, unit).mean(axis=1), n_keep // unit, *args)
+    return (blocks[:, None] * unit + np.arange(unit)).ravel()

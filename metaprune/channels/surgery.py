@@ -22,71 +22,65 @@ from .selection import Selection
 __all__ = ["extract", "shrink_", "mask_channels", "channel_masks_applied", "replace_module_"]
 
 
-def _index(positions, group, device):
-    if group is None or positions.get(group) is None:
-        return None
-    return torch.tensor(np.asarray(positions[group]), dtype=torch.long, device=device)
+def _slice_tensors_(model: nn.Module, space: FilterSpace, positions_of) -> set:
+    """Cut every state-dict tensor of ``model`` along its group axes, in place.
 
-
-def _take(tensor: torch.Tensor, dim: int, index) -> torch.Tensor:
-    return tensor if index is None else tensor.index_select(dim, index)
-
-
-def _sliced_conv(conv: nn.Conv2d, out_idx, in_idx) -> nn.Conv2d:
-    if conv.groups != 1:
-        raise TypeError("grouped convolutions are not supported by channel surgery")
-    weight = _take(_take(conv.weight.data, 0, out_idx), 1, in_idx)
-    new = nn.Conv2d(weight.shape[1], weight.shape[0], conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, 1, conv.bias is not None, conv.padding_mode,
-                    device=weight.device, dtype=weight.dtype)
-    new.weight.data.copy_(weight)
-    if conv.bias is not None:
-        new.bias.data.copy_(_take(conv.bias.data, 0, out_idx))
-    return new
-
-
-def _sliced_bn(bn: nn.BatchNorm2d, idx) -> nn.BatchNorm2d:
-    n = bn.num_features if idx is None else idx.numel()
-    ref = bn.weight if bn.weight is not None else bn.running_mean
-    new = nn.BatchNorm2d(n, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                         device=ref.device if ref is not None else None,
-                         dtype=ref.dtype if ref is not None else None)
-    if bn.affine:
-        new.weight.data.copy_(_take(bn.weight.data, 0, idx))
-        new.bias.data.copy_(_take(bn.bias.data, 0, idx))
-    if bn.track_running_stats:
-        new.running_mean.copy_(_take(bn.running_mean, 0, idx))
-        new.running_var.copy_(_take(bn.running_var, 0, idx))
-        new.num_batches_tracked.copy_(bn.num_batches_tracked)
-    return new
-
-
-def _sliced_linear(fc: nn.Linear, in_idx) -> nn.Linear:
-    weight = _take(fc.weight.data, 1, in_idx)
-    new = nn.Linear(weight.shape[1], weight.shape[0], fc.bias is not None, device=weight.device, dtype=weight.dtype)
-    new.weight.data.copy_(weight)
-    if fc.bias is not None:
-        new.bias.data.copy_(fc.bias.data)
-    return new
-
-
-def _slice_modules_(model: nn.Module, space: FilterSpace, positions: dict) -> nn.Module:
-    """Replace every module the space covers by its slice at ``positions`` (in place)."""
-    device = next(model.parameters()).device
-    for name, (out_group, in_group) in space.module_axes.items():
-        module = model.get_submodule(name)
-        out_idx, in_idx = _index(positions, out_group, device), _index(positions, in_group, device)
-        if out_idx is None and in_idx is None:
+    ``positions_of(axis)`` gives the positions to keep along an axis, or None to keep it
+    whole. Parameters are replaced by new ``nn.Parameter`` objects with the same
+    ``requires_grad``; returns the names of the modules whose tensors changed.
+    """
+    device_index: dict = {}
+    touched = set()
+    named = [(key, tensor, True) for key, tensor in model.named_parameters()]
+    named += [(key, tensor, False) for key, tensor in model.named_buffers()]
+    for key, tensor, is_parameter in named:
+        axes = space.tensor_axes(key)
+        new = tensor.data if is_parameter else tensor
+        changed = False
+        for dim, axis in enumerate(axes):
+            if axis is None:
+                continue
+            if axis not in device_index:
+                pos = positions_of(axis)
+                device_index[axis] = None if pos is None else torch.from_numpy(np.array(pos, dtype=np.int64))
+            index = device_index[axis]
+            if index is not None:
+                new = new.index_select(dim, index.to(new.device))
+                changed = True
+        if not changed:
             continue
-        if isinstance(module, nn.Conv2d):
-            new = _sliced_conv(module, out_idx, in_idx)
-        elif isinstance(module, nn.BatchNorm2d):
-            new = _sliced_bn(module, out_idx)
-        elif isinstance(module, nn.Linear):
-            new = _sliced_linear(module, in_idx)
+        module_name, _, attr = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        if is_parameter:
+            setattr(module, attr, nn.Parameter(new, requires_grad=tensor.requires_grad))
         else:
-            raise TypeError(f"cannot slice module {name!r} of type {type(module).__name__}")
-        replace_module_(model, name, new, module)
+            module._buffers[attr] = new
+        touched.add(module_name)
+    return touched
+
+
+def _fix_shapes_(module: nn.Module, name: str) -> None:
+    """Make a module's size attributes agree with its (sliced) tensors."""
+    if isinstance(module, nn.Conv2d):
+        out_channels = module.weight.shape[0]
+        if module.groups > 1:  # depthwise or grouped: blocks of out_channels / groups channels
+            module.groups = out_channels // (module.out_channels // module.groups)
+        module.out_channels = out_channels
+        module.in_channels = module.weight.shape[1] * module.groups
+    elif isinstance(module, nn.modules.batchnorm._NormBase):
+        module.num_features = (module.weight if module.weight is not None else module.running_mean).shape[0]
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = (module.weight.shape[0],) if module.weight is not None else module.normalized_shape
+    elif isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+    elif type(module).__module__.startswith("torch.nn"):
+        raise TypeError(f"cannot slice module {name!r} of type {type(module).__name__}")
+
+
+def _slice_modules_(model: nn.Module, space: FilterSpace, positions_of) -> nn.Module:
+    """Cut every module the space covers down to ``positions_of`` (in place)."""
+    for name in sorted(_slice_tensors_(model, space, positions_of)):
+        _fix_shapes_(model.get_submodule(name), name)
     return model
 
 
@@ -120,8 +114,14 @@ def extract(backbone: nn.Module, selection, space: FilterSpace | None = None) ->
     space = space or FilterSpace.from_model(backbone)
     selection = selection if isinstance(selection, Selection) else Selection(selection)
     selection.validate(space)
-    positions = {g.name: None if len(selection[g.name]) == g.size else selection[g.name] for g in space}
-    return standard_format_(_slice_modules_(copy.deepcopy(backbone), space, positions))
+    kept_all = {g.name for g in space if len(selection[g.name]) == g.size}
+
+    def positions_of(axis):
+        if all(g in kept_all for g, _ in space.segments(axis)):
+            return None
+        return space.axis_positions(axis, selection)
+
+    return standard_format_(_slice_modules_(copy.deepcopy(backbone), space, positions_of))
 
 
 def shrink_(model: nn.Module, space: FilterSpace, current: Selection, target: Selection) -> nn.Module:
@@ -132,17 +132,25 @@ def shrink_(model: nn.Module, space: FilterSpace, current: Selection, target: Se
     parameter objects: an optimizer must be rebuilt afterwards.
     """
     target.validate(space)
-    positions = target.positions_in(current)
-    positions = {g: None if len(pos) == len(current[g]) else pos for g, pos in positions.items()}
-    return _slice_modules_(model, space, positions)
+    target.positions_in(current)  # refuses channels the network no longer has
+    unchanged = {g for g in space.names if len(target[g]) == len(current[g])}
+
+    def positions_of(axis):
+        if all(g in unchanged for g, _ in space.segments(axis)):
+            return None
+        return space.axis_positions_in(axis, target, current)
+
+    return _slice_modules_(model, space, positions_of)
 
 
 def mask_channels(model: nn.Module, selection, space: FilterSpace | None = None) -> list:
-    """Zero the channels a selection drops, by forward hooks on the producing BatchNorms.
+    """Emulate a selection on the full network: every layer reads only the kept channels.
 
-    Every BatchNorm that writes a group's channels gets its output multiplied by the
-    group's keep-mask, so residual sums, ReLUs and the final linear layer see exact zeros
-    for dropped channels. This is the reference semantics that :func:`extract` reproduces
+    Each layer that mixes channels (a dense convolution, a Linear layer, the head) gets its
+    input multiplied by the keep-mask of the axis it reads, and each LayerNorm over the
+    channels normalises over the kept channels only, so the kept channels compute exactly
+    what they compute in the physically pruned network; what dropped channels hold is
+    never read. This is the reference semantics that :func:`extract` reproduces
     physically, and the "masks instead of surgery" baseline.
 
     Returns
@@ -152,16 +160,44 @@ def mask_channels(model: nn.Module, selection, space: FilterSpace | None = None)
     """
     space = space or FilterSpace.from_model(model)
     selection = selection if isinstance(selection, Selection) else Selection(selection)
-    masks = selection.masks(space)
+    selection.validate(space)
     device = next(model.parameters()).device
+
+    def mask_of(axis):
+        mask = torch.zeros(space.axis_size(axis), device=device)
+        mask[torch.from_numpy(np.array(space.axis_positions(axis, selection), dtype=np.int64)).to(device)] = 1.0
+        return mask
+
     handles = []
-    for name, (group, _) in space.module_axes.items():
+    for name, axis in space.mixers.items():
         module = model.get_submodule(name)
-        if group is None or not isinstance(module, nn.BatchNorm2d):
-            continue
-        mask = torch.as_tensor(masks[group], device=device).view(1, -1, 1, 1)
-        handles.append(module.register_forward_hook(lambda _m, _i, out, mask=mask: out * mask.to(out.dtype)))
+        dim = -1 if isinstance(module, nn.Linear) else 1
+        shape = (-1,) if dim == -1 else (1, -1, 1, 1)
+        mask = mask_of(axis).view(shape)
+        handles.append(module.register_forward_pre_hook(
+            lambda _m, args, mask=mask: (args[0] * mask.to(args[0].dtype), *args[1:])))
+    for name, axis in space.normalisers.items():
+        module = model.get_submodule(name)
+        handles.append(module.register_forward_hook(_masked_layer_norm(mask_of(axis))))
     return handles
+
+
+def _masked_layer_norm(mask: torch.Tensor):
+    """Forward hook: a LayerNorm over the channels recomputed over the kept channels only."""
+    def hook(module, args, _out):
+        x = args[0]
+        dim = -1 if type(module) is nn.LayerNorm else 1  # torchvision's LayerNorm2d normalises dim 1
+        shape = [1] * x.ndim
+        shape[dim] = -1
+        m = mask.to(x.dtype).view(shape)
+        n = m.sum()
+        mean = (x * m).sum(dim, keepdim=True) / n
+        var = (((x - mean) * m) ** 2).sum(dim, keepdim=True) / n
+        y = (x - mean) / torch.sqrt(var + module.eps)
+        if module.weight is not None:
+            y = y * module.weight.view(shape) + module.bias.view(shape)
+        return y * m
+    return hook
 
 
 @contextmanager

@@ -19,8 +19,18 @@ from .selection import Selection
 __all__ = ["gather_state", "expand_state"]
 
 
-def _indices(selection: Selection, device) -> dict:
-    return {g: torch.tensor(np.asarray(idx), dtype=torch.long, device=device) for g, idx in selection.items()}
+class _Indices:
+    """Per axis: the kept positions of a selection as an index tensor on one device, computed once."""
+
+    def __init__(self, space: FilterSpace, selection: Selection, device):
+        self.space, self.selection, self.device = space, selection, device
+        self._cache: dict = {}
+
+    def __getitem__(self, axis) -> torch.Tensor:
+        if axis not in self._cache:
+            positions = np.array(self.space.axis_positions(axis, self.selection), dtype=np.int64)
+            self._cache[axis] = torch.from_numpy(positions).to(self.device)
+        return self._cache[axis]
 
 
 def gather_state(full_state: Mapping, selection: Selection, space: FilterSpace) -> dict:
@@ -44,7 +54,7 @@ def gather_state(full_state: Mapping, selection: Selection, space: FilterSpace) 
     out = {}
     cache: dict = {}
     for key, tensor in full_state.items():
-        idx = cache.setdefault(tensor.device, _indices(selection, tensor.device))
+        idx = cache.setdefault(tensor.device, _Indices(space, selection, tensor.device))
         for dim, group in enumerate(space.tensor_axes(key)):
             if group is not None:
                 tensor = tensor.index_select(dim, idx[group])
@@ -64,11 +74,10 @@ def expand_state(pruned_state: Mapping, selection: Selection, space: FilterSpace
         that is where both its output and its input channel were kept.
     """
     selection.validate(space)
-    sizes = space.sizes
     values, present = {}, {}
     cache: dict = {}
     for key, tensor in pruned_state.items():
-        idx = cache.setdefault(tensor.device, _indices(selection, tensor.device))
+        idx = cache.setdefault(tensor.device, _Indices(space, selection, tensor.device))
         mask = torch.ones(tensor.shape, dtype=torch.bool, device=tensor.device)
         for dim, group in enumerate(space.tensor_axes(key)):
             if group is None:
@@ -77,7 +86,7 @@ def expand_state(pruned_state: Mapping, selection: Selection, space: FilterSpace
                 raise ValueError(f"{key}: axis {dim} has {tensor.shape[dim]} entries but the selection keeps "
                                  f"{len(idx[group])} channels of group {group!r}")
             shape = list(tensor.shape)
-            shape[dim] = sizes[group]
+            shape[dim] = space.axis_size(group)
             tensor = tensor.new_zeros(shape).index_copy_(dim, idx[group], tensor)
             mask = mask.new_zeros(shape).index_copy_(dim, idx[group], mask)
         values[key], present[key] = tensor, mask

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..channels.filter_space import FilterSpace
-from ..channels.selection import Selection
+from ..channels.selection import Selection, in_blocks
 from ..data.random_state import as_generator
 
 __all__ = ["vote_counts", "sample_channels", "uniform_channels", "average_weights", "iou_per_group"]
@@ -76,7 +76,8 @@ def vote_counts(selections: Sequence[Selection], sizes: Mapping) -> dict:
 
 # -- sampling -------------------------------------------------------------------------------------
 
-def sample_channels(votes: Mapping, n_keep: Mapping, temperature: float, random_state=None) -> Selection:
+def sample_channels(votes: Mapping, n_keep: Mapping, temperature: float, random_state=None,
+                    units: Mapping | None = None) -> Selection:
     """Sample ``n_keep`` channels per group without replacement from ``softmax(votes / temperature)``.
 
     Sequential sampling without replacement from a softmax is the same distribution as the
@@ -101,6 +102,9 @@ def sample_channels(votes: Mapping, n_keep: Mapping, temperature: float, random_
     random_state : None, int, numpy.random.Generator or numpy.random.RandomState
         Source of the Gumbel noise. Groups draw their noise in sorted name order, so a
         seed gives the same selection whatever the order of ``votes``.
+    units : mapping of str to int, optional
+        Groups kept in whole blocks (:attr:`FilterSpace.units`): such a group samples
+        ``n_keep / unit`` blocks by their mean vote. Default: every channel on its own.
 
     Returns
     -------
@@ -142,11 +146,13 @@ def sample_channels(votes: Mapping, n_keep: Mapping, temperature: float, random_
             raise ValueError(f"group {group!r}: n_keep={k} exceeds the group's {v.size} channels")
         checked[group] = (v, k)
     rng = as_generator(random_state)
-    kept = {group: _gumbel_top_k(*checked[group], temperature, rng) for group in sorted(checked)}
+    units = units or {}
+    kept = {group: in_blocks(_gumbel_top_k, checked[group][0], checked[group][1], int(units.get(group, 1)),
+                              group, temperature, rng) for group in sorted(checked)}
     return Selection({group: kept[group] for group in checked})
 
 
-def uniform_channels(sizes: Mapping, n_keep: Mapping, random_state=None) -> Selection:
+def uniform_channels(sizes: Mapping, n_keep: Mapping, random_state=None, units: Mapping | None = None) -> Selection:
     """Keep ``n_keep`` channels per group drawn uniformly without replacement (the random baseline).
 
     This is :func:`sample_channels` on all-zero votes, so it shares its validation and its
@@ -159,6 +165,8 @@ def uniform_channels(sizes: Mapping, n_keep: Mapping, random_state=None) -> Sele
     n_keep : mapping of str to int
         Channels to keep per group, ``1 <= n_keep[g] <= sizes[g]``.
     random_state : None, int, numpy.random.Generator or numpy.random.RandomState
+    units : mapping of str to int, optional
+        Groups kept in whole blocks (see :func:`sample_channels`).
 
     Returns
     -------
@@ -172,7 +180,7 @@ def uniform_channels(sizes: Mapping, n_keep: Mapping, random_state=None) -> Sele
     """
     zeros = {group: np.zeros(_check_count(size, f"sizes[{group!r}]", minimum=1))
              for group, size in sizes.items()}
-    return sample_channels(zeros, n_keep, temperature=1.0, random_state=random_state)
+    return sample_channels(zeros, n_keep, temperature=1.0, random_state=random_state, units=units)
 
 
 def _gumbel_top_k(votes: np.ndarray, n_keep: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
@@ -278,16 +286,16 @@ def average_weights(neighbours: Sequence, target: Selection, space: FilterSpace,
         if missing:
             raise ValueError(f"neighbour {i}'s pruned state lacks {len(missing)} entries of the fallback, "
                              f"e.g. {missing[:3]}")
-    # per (neighbour, group): positions of the common channels in the target and in the neighbour
-    common = [{g: _common_positions(target[g], sel[g]) for g in space.names} for sel, _ in neighbours]
+    # per (neighbour, axis): positions of the common channels in the target and in the neighbour
+    common = [_CommonPositions(space, target, sel) for sel, _ in neighbours]
     counts: dict = {}  # per (axes, leading shape): how many neighbours have each entry
     out = {}
     for key, full in fallback.items():
         axes = space.tensor_axes(key)
         if not full.is_floating_point() or all(g is None for g in axes):
-            out[key] = _cut(full, axes, target)
+            out[key] = _cut(full, axes, target, space)
             continue
-        base = _cut(_as_numpy(full), axes, target)
+        base = _cut(_as_numpy(full), axes, target, space)
         signature = (axes, base.shape[:len(axes)])
         if signature not in counts:
             counts[signature] = _presence_count(common, *signature)
@@ -309,11 +317,11 @@ def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.numpy()
 
 
-def _cut(array, axes: tuple, selection: Selection):
+def _cut(array, axes: tuple, selection: Selection, space: FilterSpace):
     """``array`` (tensor or ndarray) cut to ``selection``'s channels along each group axis (a copy)."""
-    for dim, group in enumerate(axes):
-        if group is not None:
-            index = selection[group]
+    for dim, axis in enumerate(axes):
+        if axis is not None:
+            index = space.axis_positions(axis, selection)
             array = array.take(index, dim) if isinstance(array, np.ndarray) else \
                 array.index_select(dim, torch.as_tensor(index, device=array.device))
     return array.clone() if isinstance(array, torch.Tensor) and not any(axes) else array
@@ -323,6 +331,26 @@ def _common_positions(target_idx: np.ndarray, kept_idx: np.ndarray) -> tuple:
     """Positions in the target and in the neighbour of the channels both keep."""
     _, in_target, in_kept = np.intersect1d(target_idx, kept_idx, assume_unique=True, return_indices=True)
     return in_target, in_kept
+
+
+class _CommonPositions:
+    """Per axis (a group, or a concatenation / repetition of groups): the positions in the target
+    and in one neighbour of the entries both have, computed once per axis."""
+
+    def __init__(self, space: FilterSpace, target: Selection, neighbour: Selection):
+        self.space, self.target, self.neighbour = space, target, neighbour
+        self.n_kept = neighbour.n_kept
+        self._cache: dict = {}
+
+    def __getitem__(self, axis) -> tuple:
+        if axis not in self._cache:
+            self._cache[axis] = _common_positions(self.space.axis_positions(axis, self.target),
+                                                  self.space.axis_positions(axis, self.neighbour))
+        return self._cache[axis]
+
+    def kept(self, axis) -> int:
+        """Entries of the neighbour's pruned tensors along ``axis``."""
+        return self.space.axis_size(axis, self.n_kept)
 
 
 def _presence_count(common: list, axes: tuple, shape: tuple) -> np.ndarray:
@@ -357,9 +385,9 @@ def _accumulate_(total: np.ndarray, tensor: np.ndarray, key, axes, sel, position
             target_index.append(everything)
             source_index.append(everything)
             continue
-        if tensor.shape[dim] != len(sel[group]):
+        if tensor.shape[dim] != positions.kept(group):
             raise ValueError(f"{key}: axis {dim} has {tensor.shape[dim]} entries but the neighbour's "
-                             f"selection keeps {len(sel[group])} channels of group {group!r}")
+                             f"selection keeps {positions.kept(group)} channels of group {group!r}")
         in_target, in_source = positions[group]
         target_index.append(in_target)
         source_index.append(in_source)

@@ -17,10 +17,11 @@ from ..data.batches import standard_format_
 from .batchnorm import recalibrate_batchnorm
 from ..channels.complexity import count_flops, count_parameters
 from ..backbone.penultimate import penultimate_features
-from ..channels.filter_space import FilterSpace
+from ..channels.filter_space import FilterSpace, input_channels
 from .linear_head import fit_linear_head
 from ..channels.pruned_model import save_pruned
-from ..backbone.resnet import fingerprint, spec_of
+from ..backbone.architectures import architecture_of
+from ..backbone.resnet import fingerprint
 from ..runtime.threads import uses_threads
 from .engine import fit_for_iterations
 from .params import Interval, Options, check_parameters
@@ -77,11 +78,11 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         self._validate_params()
         backbone = self._backbone()
         if backbone is None or not isinstance(backbone, nn.Module):
-            raise ValueError(f"backbone must be a pre-trained torch.nn.Module (a torchvision ResNet), "
+            raise ValueError(f"backbone must be a pre-trained torch.nn.Module (a torchvision ResNet or any traceable CNN), "
                              f"got {type(backbone).__name__}")
 
     def _validate_fit_input(self, X, y):
-        in_channels = self._backbone().conv1.in_channels
+        in_channels = input_channels(self._backbone())
         X = check_images(X, in_channels, self.input_shape, min_samples=2)
         classes, y_enc = check_labels(y, len(X))
         return X, y_enc, classes
@@ -209,7 +210,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         info = {"estimator": type(self).__name__, "fit_time": self.fit_time_, "n_iter": self.n_iter_}
         info.update(metadata or {})
-        save_pruned(path, self.net_.module_, self.selection_, self.classes_, spec_of(self._backbone()),
+        save_pruned(path, self.net_.module_, self.selection_, self.classes_, architecture_of(self._backbone()),
                     self.input_shape_, info)
 
     def _fit_common(self, X, y):
@@ -220,7 +221,7 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         self.train_flops_ = 0
         self._flops_cache = {}
         self.backbone_fingerprint_ = fingerprint(self._backbone())
-        space = FilterSpace.from_model(self._backbone())
+        space = FilterSpace.from_model(self._backbone(), input_shape=X.shape[1:])
         return X, y, classes, space
 
     @staticmethod

@@ -9,7 +9,7 @@ import torch
 
 from .schedule import default_prune_every, default_prune_fraction, kept_after_events, pruning_iterations
 from ..channels.scores import channel_scores
-from ..channels.selection import Selection
+from ..channels.selection import Selection, in_blocks
 from ..channels.surgery import extract, mask_channels, shrink_
 from ..runtime.threads import uses_threads
 from ..channels.filter_space import head_name
@@ -19,15 +19,21 @@ from .params import Interval, Options
 __all__ = ["IterativeFilterPruner", "keep_top_scored"]
 
 
-def keep_top_scored(current: np.ndarray, scores: np.ndarray, n_keep: int) -> np.ndarray:
+def keep_top_scored(current: np.ndarray, scores: np.ndarray, n_keep: int, unit: int = 1) -> np.ndarray:
     """The ``n_keep`` channels of ``current`` with the largest scores, sorted.
 
-    Ties are broken towards the lower channel index, so the choice is deterministic.
+    Ties are broken towards the lower channel index, so the choice is deterministic. With
+    ``unit > 1`` the channels come in whole blocks of ``unit`` (a grouped convolution's
+    groups): the ``n_keep / unit`` blocks of largest mean score are kept.
     """
     if len(current) != len(scores):
         raise ValueError(f"{len(scores)} scores for {len(current)} channels")
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    return np.sort(np.asarray(current)[order[:n_keep]])
+    current = np.asarray(current)
+
+    def top(values, k):
+        return np.sort(np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")[:k])
+
+    return current[in_blocks(top, np.asarray(scores, dtype=np.float64), n_keep, unit, "of these channels")]
 
 
 class IterativeFilterPruner(BasePruner):
@@ -197,7 +203,8 @@ class IterativeFilterPruner(BasePruner):
         if p is None:
             p = default_prune_fraction(self.pruning_ratio, self.n_iterations, h)
         n_keep = space.n_keep(self.pruning_ratio)
-        return {g.name: kept_after_events(g.size, n_keep[g.name], p, len(events)) for g in space}
+        return {g.name: g.unit * kept_after_events(g.size // g.unit, n_keep[g.name] // g.unit, p, len(events))
+                for g in space}
 
     @uses_threads
     def fit(self, X, y):
@@ -279,7 +286,9 @@ class _PruningRun:
         pruner.train_flops_ += pruner._forward_flops(module, self.X) * len(self.X)
         if self.masked:  # full-size scores: read off the channels still kept
             scores = {g: scores[g][current[g]] for g in space.names}
-        target = Selection({g: keep_top_scored(current[g], scores[g], targets[g]) for g in space.names}, space)
+        units = space.units
+        target = Selection({g: keep_top_scored(current[g], scores[g], targets[g], units[g]) for g in space.names},
+                           space)
         if self.masked:
             for handle in self.hooks:
                 handle.remove()

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ..channels.filter_space import input_channels
 from ..data.checks import check_images
 from ..meta.similarity import SharedClassSimilarity
 from ..channels.filter_space import head_name
@@ -145,7 +146,8 @@ class UniformPruner(_OneShotPruner):
         self.verbose = verbose
 
     def _initial_subnetwork(self, X, y, classes, space, rng):
-        return uniform_channels(space.sizes, space.n_keep(self.pruning_ratio), random_state=rng), None
+        return uniform_channels(space.sizes, space.n_keep(self.pruning_ratio), random_state=rng,
+                                units=space.units), None
 
 
 class MetaVotePruner(_OneShotPruner):
@@ -247,9 +249,9 @@ class MetaVotePruner(_OneShotPruner):
         images = check_images(X, None, self.input_shape, min_samples=2)
         expected = self.bank.input_shape
         where = f"the bank {self.bank.path}" if self.bank.path else "the bank (in memory)"
-        if images.shape[1] != backbone.conv1.in_channels or (expected is not None and images.shape[1:] != expected):
+        if images.shape[1] != input_channels(backbone) or (expected is not None and images.shape[1:] != expected):
             built_on = f"images of shape {expected}" if expected is not None else \
-                f"{backbone.conv1.in_channels}-channel images"
+                f"{input_channels(backbone)}-channel images"
             raise ValueError(f"X has images of shape {images.shape[1:]} but {where} was built on {built_on}; "
                              f"preprocess the task's images as the bank's tasks were, or use a bank built "
                              f"on such images")
@@ -290,12 +292,13 @@ class MetaVotePruner(_OneShotPruner):
         selections = [selection for selection, _ in neighbours]
         self.votes_ = vote_counts(selections, space.sizes)
         if self.pruning_ratio is None:
-            n_keep = {g: int(np.median([len(s[g]) for s in selections])) for g in space.names}
+            units = space.units
+            n_keep = {g: units[g] * int(np.median([len(s[g]) // units[g] for s in selections])) for g in space.names}
         elif 0.0 < self.pruning_ratio < 1.0:
             n_keep = space.n_keep(self.pruning_ratio)
         else:
             raise ValueError(f"pruning_ratio must be None or in (0, 1), got {self.pruning_ratio}")
-        target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng)
+        target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng, units=space.units)
         head = _head_modules(space)
         fallback = {k: v for k, v in self._backbone().state_dict().items() if k.rpartition(".")[0] not in head}
         state = average_weights(neighbours, target, space, fallback)
