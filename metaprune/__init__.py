@@ -15,6 +15,8 @@ from ._aliases import install as _install_aliases
 
 _install_aliases()  # metaprune.models, metaprune.tasks... (the flat layout of 0.1) still import
 
+from .backbone.architectures import (ConstructorSpec, TorchvisionSpec, attach_architecture,  # noqa: E402
+                                     torchvision_backbone)
 from .bank import PrunedModelBank  # noqa: E402
 from .channels.filter_space import ChannelGroup, FilterSpace  # noqa: E402
 from .channels.pruned_model import PrunedModel, load_pruned  # noqa: E402
@@ -24,6 +26,7 @@ from .meta.similarity import PrototypeSimilarity, SharedClassSimilarity, TaskSim
 from .pruners import IterativeFilterPruner, MetaVotePruner, UniformPruner, fit_many, paper_parameters  # noqa: E402
 from ._version import __version__  # noqa: E402
 
-__all__ = ["ChannelGroup", "FilterSpace", "IterativeFilterPruner", "MetaVotePruner", "PrototypeSimilarity",
+__all__ = ["ChannelGroup", "ConstructorSpec", "FilterSpace", "TorchvisionSpec", "attach_architecture",
+           "torchvision_backbone", "IterativeFilterPruner", "MetaVotePruner", "PrototypeSimilarity",
            "PrunedModel", "PrunedModelBank", "Selection", "SharedClassSimilarity", "TaskSimilarity",
            "UniformPruner", "extract", "fit_many", "load_pruned", "paper_parameters", "__version__"]

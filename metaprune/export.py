@@ -332,6 +332,7 @@ def export_onnx(model, path, input_shape=None, opset=17) -> Path:
     """
     onnx = _import_onnx()
     module, classes, input_shape = _deployable(model, input_shape)
+    module = _fixed_adaptive_pools_(module, input_shape)
     path = Path(path)
     kwargs = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": int(opset),
               "dynamic_axes": {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}}
@@ -350,6 +351,57 @@ def export_onnx(model, path, input_shape=None, opset=17) -> Path:
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return path
+
+
+class _FixedAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` for one input size, as two matrix products (exportable to ONNX).
+
+    torch's ONNX exporter refuses adaptive average pooling whose output size does not
+    divide its input size (VGG's 7 x 7 pool after a small image). For a fixed input size the
+    pool is linear: output ``(i, j)`` averages rows ``floor(i H / h) .. ceil((i + 1) H / h)``
+    and the same of columns, exactly as :func:`torch.nn.functional.adaptive_avg_pool2d`.
+    """
+
+    def __init__(self, in_size, out_size):
+        super().__init__()
+        self.register_buffer("rows", _pooling_matrix(in_size[0], out_size[0]))
+        self.register_buffer("cols", _pooling_matrix(in_size[1], out_size[1]))
+
+    def forward(self, x):
+        return torch.einsum("nchw,oh,pw->ncop", x, self.rows.to(x.dtype), self.cols.to(x.dtype))
+
+
+def _pooling_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    weights = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def _fixed_adaptive_pools_(module: nn.Module, input_shape) -> nn.Module:
+    """Replace, in place, the adaptive average pools whose output does not divide their input at
+    ``input_shape`` by :class:`_FixedAdaptiveAvgPool2d` (the same values)."""
+    sizes, handles = {}, []
+
+    def record(name):
+        def hook(_m, args, out):
+            sizes.setdefault(name, (tuple(args[0].shape[-2:]), tuple(out.shape[-2:])))
+        return hook
+
+    for name, m in module.named_modules():
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            handles.append(m.register_forward_hook(record(name)))
+    try:
+        with torch.no_grad():
+            module(_example(input_shape, 1))
+    finally:
+        for h in handles:
+            h.remove()
+    for name, (in_size, out_size) in sizes.items():
+        if any(i % o for i, o in zip(in_size, out_size)):
+            module.set_submodule(name, _FixedAdaptiveAvgPool2d(in_size, out_size))
+    return module
 
 
 def read_onnx_metadata(path):

@@ -377,13 +377,14 @@ def fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def save_backbone(model: ResNet, path, metadata: dict | None = None) -> None:
-    """Save a ResNet's weights and architecture to one safetensors file (no pickle).
+def save_backbone(model: nn.Module, path, metadata: dict | None = None) -> None:
+    """Save a network's weights and architecture recipe to one safetensors file (no pickle).
 
     Parameters
     ----------
-    model : torchvision.models.ResNet
-        The network to save.
+    model : torch.nn.Module
+        The network to save: a torchvision-style ResNet, or any network carrying an
+        architecture recipe (:func:`metaprune.backbone.architectures.architecture_of`).
     path : str or path-like
         Destination file (conventionally ``*.safetensors``).
     metadata : dict, optional
@@ -395,19 +396,21 @@ def save_backbone(model: ResNet, path, metadata: dict | None = None) -> None:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     header = {
         "format": "metaprune.backbone",
-        "spec": json.dumps(spec_of(model).to_dict()),
+        "spec": json.dumps(_architecture_of(model).to_dict()),
         "fingerprint": fingerprint(model),
         "metadata": json.dumps(metadata or {}),
     }
     save_file(state, str(path), metadata=header)
 
 
-def load_backbone(path, map_location: str = "cpu") -> ResNet:
+def load_backbone(path, map_location: str = "cpu", architectures=None) -> nn.Module:
     """Load a network saved by :func:`save_backbone`.
 
     The file is checked before anything is allocated: its JSON spec must be a valid
-    :class:`ResNetSpec` whose state-dict shapes equal those of the tensors in the file.
+    architecture recipe whose state-dict shapes equal those of the tensors in the file.
     Then the weights are loaded and checked against the stored fingerprint.
+    ``architectures`` maps the names of users' own network classes to their constructors
+    (see :class:`metaprune.backbone.architectures.ConstructorSpec`).
 
     Raises
     ------
@@ -418,7 +421,7 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
         the message names the file and the field.
     """
     header, shapes = read_header(path, "metaprune.backbone", "backbone")
-    spec = spec_from_header(header, path)
+    spec = spec_from_header(header, path, architectures)
     try:
         skeleton = spec.skeleton(max_blocks=max_blocks_for(len(shapes)))
     except ValueError as exc:
@@ -435,16 +438,21 @@ def load_backbone(path, map_location: str = "cpu") -> ResNet:
     return model.to(map_location)
 
 
-def spec_from_header(header, path) -> ResNetSpec:
-    """The :class:`ResNetSpec` stored in a file header's ``spec`` entry.
+def spec_from_header(header, path, architectures=None):
+    """The architecture recipe stored in a file header's ``spec`` entry.
+
+    A :class:`ResNetSpec`, or any recipe of :mod:`metaprune.backbone.architectures`
+    (``architectures``: constructors of users' own networks, by name).
 
     Raises
     ------
     ValueError
         Naming the file, the entry and the field, if the entry is missing or invalid.
     """
+    from .architectures import architecture_from_dict  # noqa: PLC0415 (it imports this module)
+
     try:
-        return ResNetSpec.from_dict(header_json(header, "spec", path))
+        return architecture_from_dict(header_json(header, "spec", path), architectures)
     except ValueError as exc:
         message = str(exc)
         raise ValueError(message if message.startswith(f"{path}:") else f"{path}: spec: {message}") from None
@@ -465,3 +473,9 @@ def backbone_metadata(path) -> dict:
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: the header entry 'metadata' is not a JSON object")
     return metadata
+
+
+def _architecture_of(model: nn.Module):
+    from .architectures import architecture_of  # noqa: PLC0415 (it imports this module)
+
+    return architecture_of(model)

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from ..backbone.resnet import ResNetSpec, fingerprint, materialise, spec_of
+from ..backbone.architectures import architecture_from_dict, architecture_of
+from ..backbone.resnet import fingerprint, materialise
 from ..channels.filter_space import FilterSpace
 from .._version import __version__
 from ._codec import decode_tensors, dumps, encode_tensors, loads
@@ -90,9 +91,11 @@ class PrunedModelBank(BankWrites, BankQueries):
 
     def __init__(self, backbone, path=None):
         if not isinstance(backbone, nn.Module):
-            raise ValueError(f"backbone must be a pre-trained torchvision-style ResNet, "
+            raise ValueError(f"backbone must be a pre-trained network (a torchvision-style ResNet or any "
+                             f"traceable CNN with an architecture recipe), "
                              f"got {type(backbone).__name__}")
-        spec, space = spec_of(backbone), FilterSpace.from_model(backbone)
+        spec, space = architecture_of(backbone), FilterSpace.from_model(backbone)
+        self._architectures = {spec.name: spec.constructor} if getattr(spec, "constructor", None) else None
         backbone_print = fingerprint(backbone)
         meta = {"fingerprint": backbone_print, "spec": dumps(spec.to_dict()),
                 "filter_space": dumps(space.to_dict()), "metaprune_version": __version__}
@@ -110,7 +113,7 @@ class PrunedModelBank(BankWrites, BankQueries):
             raise
 
     @classmethod
-    def open(cls, path, read_only=False) -> "PrunedModelBank":
+    def open(cls, path, read_only=False, architectures=None) -> "PrunedModelBank":
         """Reopen a bank file.
 
         Parameters
@@ -119,6 +122,10 @@ class PrunedModelBank(BankWrites, BankQueries):
             A file written by :class:`PrunedModelBank`.
         read_only : bool, default=False
             Refuse every write (readers next to a running build, untrusted files).
+        architectures : mapping of str to callable, optional
+            Constructors of users' own backbone classes, by the name of their
+            :class:`~metaprune.backbone.architectures.ConstructorSpec` (not needed for
+            ResNets and torchvision builders).
 
         Returns
         -------
@@ -133,6 +140,7 @@ class PrunedModelBank(BankWrites, BankQueries):
         """
         storage = BankStorage.open(path, read_only=read_only)
         bank = cls.__new__(cls)
+        bank._architectures = architectures
         try:
             bank._attach(storage)
         except BaseException:
@@ -145,7 +153,7 @@ class PrunedModelBank(BankWrites, BankQueries):
         self._storage = storage
         meta = storage.meta
         try:
-            self._spec = ResNetSpec.from_dict(loads(meta["spec"], "architecture (meta)"))
+            self._spec = architecture_from_dict(loads(meta["spec"], "architecture (meta)"), self._architectures)
             self._space = FilterSpace.from_dict(loads(meta["filter_space"], "filter space (meta)"))
             # shapes only (no memory); every block has a group of its own, which bounds the spec's depth
             skeleton = self._spec.skeleton(max_blocks=len(self._space))
@@ -178,7 +186,7 @@ class PrunedModelBank(BankWrites, BankQueries):
         return self._storage.meta["fingerprint"]
 
     @property
-    def spec(self) -> ResNetSpec:
+    def spec(self):
         """Architecture of the pre-trained backbone."""
         return self._spec
 

@@ -20,6 +20,7 @@ from ..backbone.safetensors_reader import state_mismatch
 from ..data.checks import check_images
 from ..backbone.penultimate import class_prototypes
 from ..backbone.resnet import fingerprint
+from ..channels.filter_space import input_channels
 from ..channels.selection import Selection
 from ._codec import (decode_labels, decode_tensors, dumps, encode_labels, encode_tensors, json_safe, loads,
                      sha256_hex)
@@ -29,7 +30,6 @@ __all__ = ["TaskRecord", "check_task_id", "encode_task", "encode_fitted", "prune
            "pruner_fingerprint", "RowDecoder"]
 
 _EXCLUDED_PARAMS = ("backbone", "callbacks")
-_HEAD = "fc."
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +46,7 @@ class TaskRecord:
         Kept channels per group, in the pre-trained numbering.
     state : mapping of str to torch.Tensor or None
         State dict of the physically pruned network: weights, BatchNorm parameters and
-        running statistics, and the task head ``fc.*``. None for a record read without its
+        running statistics, and the task head (``fc.*`` for a ResNet, see ``head_name``). None for a record read without its
         weights (``bank.record(task_id, weights=False)``).
     prototypes : numpy.ndarray of shape (n_classes, n_features) or None
         Mean penultimate feature of the *pre-trained* backbone per class (rows follow
@@ -64,6 +64,8 @@ class TaskRecord:
         Fingerprint of the backbone it was pruned from (the bank's).
     created : str
         UTC time it was written (ISO 8601).
+    head_name : str
+        Module name of the task head in ``state`` (``"fc"`` for a ResNet).
     """
 
     task_id: str
@@ -76,6 +78,7 @@ class TaskRecord:
     estimator: str
     backbone_fingerprint: str
     created: str
+    head_name: str = "fc"
 
     @property
     def head(self) -> dict:
@@ -89,7 +92,7 @@ class TaskRecord:
         if self.state is None:
             raise ValueError(f"the record of task {self.task_id!r} was read without its weights; "
                              f"use bank.record(task_id) for the head")
-        return {k: v for k, v in self.state.items() if k.startswith(_HEAD)}
+        return {k: v for k, v in self.state.items() if k.startswith(f"{self.head_name}.")}
 
     @property
     def n_classes(self) -> int:
@@ -224,7 +227,7 @@ def encode_fitted(task_id, pruner, backbone, X=None, y=None, X_test=None, y_test
     if (X is None) != (y is None):
         raise ValueError(f"task {task_id!r}: pass both X and y for the prototypes, or neither")
     if X is not None:
-        images = check_images(X, backbone.conv1.in_channels, getattr(pruner, "input_shape", None))
+        images = check_images(X, input_channels(backbone), getattr(pruner, "input_shape", None))
         classes, prototypes = class_prototypes(backbone, images, y)
         if not np.array_equal(classes, np.asarray(pruner.classes_)):
             raise ValueError(f"task {task_id!r}: y has the classes {classes.tolist()} but the pruner was "
@@ -257,7 +260,8 @@ class RowDecoder:
         self.name = name
         self._full = {k: (tuple(v.shape), v.dtype, space.tensor_axes(k)) for k, v in full_state.items()}
         self._shapes = {}  # (n_kept, n_classes) -> expected shapes
-        self.n_features = self._full[f"{_HEAD}weight"][0][1]  # the head's input: the penultimate features
+        self._head = f"{space.head}."
+        self.n_features = self._full[f"{self._head}weight"][0][1]  # the head's input: the penultimate features
 
     def _what(self, text: TaskText, field: str) -> str:
         return f"{field} of task {text.task_id!r} in {self.name}"
@@ -286,8 +290,9 @@ class RowDecoder:
             kept = dict(key[0])
             shapes = {}
             for name, (shape, dtype, axes) in self._full.items():
-                shape = [n if g is None else kept[g] for g, n in zip(axes, shape)] + list(shape[len(axes):])
-                if name.startswith(_HEAD):
+                shape = [n if g is None else self.space.axis_size(g, kept) for g, n in zip(axes, shape)] \
+                    + list(shape[len(axes):])
+                if name.startswith(self._head):
                     shape[0] = n_classes
                 shapes[name] = (tuple(shape), dtype)
             self._shapes[key] = shapes
@@ -331,7 +336,8 @@ class RowDecoder:
         return TaskRecord(
             task_id=text.task_id, classes=classes, selection=selection, state=state, prototypes=prototypes,
             metrics=self.mapping(text, "metrics"), config=self.mapping(text, "config"),
-            estimator=text.estimator, backbone_fingerprint=text.backbone_fingerprint, created=text.created)
+            estimator=text.estimator, backbone_fingerprint=text.backbone_fingerprint, created=text.created,
+            head_name=self.space.head)
 
 
 def _checked_state(state: Mapping, expected: Mapping, what: str, architecture: str) -> dict:

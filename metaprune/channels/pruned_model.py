@@ -29,25 +29,27 @@ __all__ = ["save_pruned", "load_pruned", "PrunedModel", "build_pruned_module", "
 FORMAT = "metaprune.pruned"
 
 
-def pruned_skeleton(spec: ResNetSpec, selection: Selection, n_classes: int,
-                    max_blocks: int | None = None) -> torch.nn.Module:
+def pruned_skeleton(spec, selection: Selection, n_classes: int, max_blocks: int | None = None,
+                    input_shape=None) -> torch.nn.Module:
     """A pruned network's architecture on the ``meta`` device: shapes only, no memory.
 
     Parameters
     ----------
-    spec : ResNetSpec
-        Architecture of the pre-trained network.
+    spec : ResNetSpec, TorchvisionSpec or ConstructorSpec
+        Architecture recipe of the pre-trained network.
     selection : Selection or mapping
         Kept channels, in the pre-trained numbering.
     n_classes : int
         Outputs of the head.
     max_blocks : int, optional
-        Refuse a spec with more residual blocks (see
+        Refuse a ResNet spec with more residual blocks (see
         :meth:`metaprune.backbone.resnet.ResNetSpec.skeleton`).
+    input_shape : tuple of int, optional
+        ``(C, H, W)`` for tracing a non-ResNet (see :meth:`FilterSpace.from_model`).
 
     Returns
     -------
-    torchvision.models.ResNet
+    torch.nn.Module
         On the ``meta`` device; its state-dict shapes are those of the pruned network.
 
     Raises
@@ -59,10 +61,11 @@ def pruned_skeleton(spec: ResNetSpec, selection: Selection, n_classes: int,
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
     full = replace(spec, num_classes=int(n_classes)).skeleton(max_blocks)
-    return extract(full, selection, FilterSpace.from_model(full))  # checks the selection against the space
+    # checks the selection against the space
+    return extract(full, selection, FilterSpace.from_model(full, input_shape))
 
 
-def build_pruned_module(spec: ResNetSpec, selection: Selection, n_classes: int) -> torch.nn.Module:
+def build_pruned_module(spec, selection: Selection, n_classes: int, input_shape=None) -> torch.nn.Module:
     """An (untrained) module with the architecture of a pruned network.
 
     It is built at its pruned size directly (never through the full-size network) and
@@ -86,12 +89,15 @@ def build_pruned_module(spec: ResNetSpec, selection: Selection, n_classes: int) 
     ValueError
         If ``selection`` does not fit ``spec``.
     """
+    if not isinstance(spec, ResNetSpec):  # the builder's own initialisation, then cut
+        full = replace(spec, num_classes=int(n_classes)).build()
+        return extract(full, selection, FilterSpace.from_model(full, input_shape))
     module = initialise_(pruned_skeleton(spec, selection, n_classes).to_empty(device="cpu"))
     module.get_submodule(head_name(module)).reset_parameters()
     return module
 
 
-def save_pruned(path, module, selection: Selection, classes, spec: ResNetSpec, input_shape, metadata=None) -> None:
+def save_pruned(path, module, selection: Selection, classes, spec, input_shape, metadata=None) -> None:
     """Write a pruned network and what is needed to rebuild it to one safetensors file."""
     from safetensors.torch import save_file
 
@@ -201,7 +207,7 @@ class PrunedModel:
         return X
 
 
-def load_pruned(path, map_location="cpu") -> PrunedModel:
+def load_pruned(path, map_location="cpu", architectures=None) -> PrunedModel:
     """Load a network written by :func:`save_pruned` (or an estimator's ``save``).
 
     The file is checked before anything is allocated: every size in its header (the
@@ -214,6 +220,10 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
     path : str or path-like
     map_location : str or torch.device, default="cpu"
         Device to move the network to.
+    architectures : mapping of str to callable, optional
+        Constructors of users' own network classes, by the name their recipe gives (see
+        :class:`metaprune.backbone.architectures.ConstructorSpec`); not needed for ResNets
+        and torchvision builders.
 
     Returns
     -------
@@ -228,7 +238,7 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
         names the file and the entry at fault.
     """
     header, shapes = read_header(path, FORMAT, "pruned-network")
-    spec = spec_from_header(header, path)
+    spec = spec_from_header(header, path, architectures)
     selection = _parse_entry(header, "selection", path, lambda data: Selection(data))
     classes = _parse_entry(header, "classes", path, labels_from_json)
     input_shape = _parse_entry(header, "input_shape", path,
@@ -237,8 +247,9 @@ def load_pruned(path, map_location="cpu") -> PrunedModel:
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: the header entry 'metadata' is not a JSON object")
     try:
-        skeleton = pruned_skeleton(spec, selection, len(classes), max_blocks=max_blocks_for(len(shapes)))
-    except ValueError as exc:
+        skeleton = pruned_skeleton(spec, selection, len(classes), max_blocks=max_blocks_for(len(shapes)),
+                                   input_shape=input_shape)
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the spec and selection do not fit together: {exc}") from None
     problem = state_mismatch(state_shapes(skeleton), shapes)
     if problem is not None:

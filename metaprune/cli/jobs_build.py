@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..channels.filter_space import input_channels
 from ..pruners.params import given_parameters
 from .network_input import check_channels, preprocess, stored_normalisation
 from .paths import with_parent_folders
@@ -151,7 +152,7 @@ def build_bank(backbone_path, data, bank_path, *, tasks_file=None, n_tasks=None,
     from ..data.tasks import TaskSampler, check_tasks
 
     backbone = load_backbone(backbone_path)
-    check_channels(backbone.conv1.in_channels, data, f"backbone {backbone_path}")
+    check_channels(input_channels(backbone), data, f"backbone {backbone_path}")
     if tasks_file is not None:
         tasks = read_tasks(tasks_file)
     else:

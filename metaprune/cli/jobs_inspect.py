@@ -70,12 +70,12 @@ def describe_file(path, limit=20) -> list:
                 "kept channels: " + ", ".join(f"{g}={len(v)}" for g, v in model.selection.items()),
                 "metadata: " + json.dumps(model.metadata, default=str)]
     if fmt == "metaprune.backbone":
-        from ..channels.filter_space import FilterSpace
+        from ..channels.filter_space import FilterSpace, input_channels
         from ..backbone.resnet import backbone_metadata, load_backbone
 
         net = load_backbone(path)
         metadata = backbone_metadata(path)
-        shape = _stored_chw(metadata.get("image_shape"), net.conv1.in_channels)
+        shape = _stored_chw(metadata.get("image_shape"), input_channels(net))
         flops = "" if shape is None else f", FLOPs/image {_flops_or_na(net, shape)}"
         return [f"backbone {path} ({size}): {count_parameters(net)} parameters{flops}",
                 "groups: " + ", ".join(f"{g.name}={g.size}" for g in FilterSpace.from_model(net)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..channels.filter_space import input_channels
 from ..pruners.params import constructor_defaults, given_parameters
 from .data_sources import select_classes
 from .network_input import check_channels, preprocess, stored_normalisation
@@ -112,12 +113,12 @@ def prune_task(method, data, out, *, bank_path=None, backbone_path=None, data_na
                 raise ValueError(f"{backbone_path} is not the backbone of the bank {bank_path}")
             backbone = bank.backbone
             built_on = bank.input_shape
-            check_channels(backbone.conv1.in_channels, data, f"bank {bank_path}", built_on,
+            check_channels(input_channels(backbone), data, f"bank {bank_path}", built_on,
                             hint=(" (the images its tasks were pruned on)" if built_on is not None else
                                   " (its backbone's input channels)")
                             + "; give images like those of the bank's tasks, or a bank built on such images")
         else:
-            check_channels(backbone.conv1.in_channels, data, f"backbone {backbone_path}")
+            check_channels(input_channels(backbone), data, f"backbone {backbone_path}")
         X, normalisation = preprocess(data.images, normalisation, source=backbone_path)
         y = data.labels
         train, test = holdout_split(y, test_fraction, random_state)

@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ..channels.filter_space import input_channels
 from ..data.checks import check_images
 from ..data.labels import LABEL_KINDS, kind_of_labels
 from ..backbone.penultimate import class_prototypes
@@ -294,8 +295,7 @@ class PrototypeSimilarity(TaskSimilarity):
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if X is None:
             raise ValueError("PrototypeSimilarity needs the task's images X, got None")
-        conv1 = getattr(self.bank_.backbone, "conv1", None)
-        X = check_images(X, in_channels=getattr(conv1, "in_channels", None))
+        X = check_images(X, in_channels=input_channels(self.bank_.backbone))
         _classes, protos = class_prototypes(self.bank_.backbone, X, y, batch_size=self.batch_size,
                                             device=self.device)
         return prototype_similarities(protos, self.task_prototypes_)
