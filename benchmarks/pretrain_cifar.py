@@ -33,13 +33,26 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from metaprune.backbone.architectures import torchvision_backbone  # noqa: E402
 from metaprune.backbone.resnet import cifar_resnet18, fingerprint, save_backbone  # noqa: E402
+from metaprune.channels.filter_space import head_name  # noqa: E402
 from metaprune.backbone.pretrain import (  # noqa: E402
     SimSiamPretrainer,
     SupervisedPretrainer,
     extract_features,
     knn_accuracy,
 )
+
+from metaprune.data.preprocessing import CIFAR100_MEAN, CIFAR100_STD  # noqa: E402
+from metaprune.pruners.batchnorm import recalibrate_batchnorm  # noqa: E402
+
+
+def normalised_images(x_uint8_nhwc):
+    """CIFAR uint8 NHWC images as the float NCHW tensor the pre-training normalises them to."""
+    x = torch.from_numpy(x_uint8_nhwc).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CIFAR100_MEAN).view(1, -1, 1, 1)
+    return (x - mean) / torch.tensor(CIFAR100_STD).view(1, -1, 1, 1)
+
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar100" / "train.npz"
 
@@ -63,7 +76,10 @@ def subsample_per_class(y, n, seed=1):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", choices=["simsiam", "simclr", "supervised"], default="simsiam")
-    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--width", type=int, default=16, help="CIFAR ResNet-18 width (--arch resnet18)")
+    ap.add_argument("--arch", default="resnet18",
+                    help="resnet18 (metaprune's CIFAR ResNet-18) or a torchvision builder, e.g. mobilenet_v2")
+    ap.add_argument("--width-mult", type=float, default=None, help="width_mult of a torchvision builder")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument(
@@ -86,10 +102,30 @@ def main(argv=None):
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-save", action="store_true", help="trials: do not write the backbone and card")
+    ap.add_argument("--recalibrate-bn", action="store_true",
+                    help="after training, recompute BatchNorm statistics on the un-augmented training images "
+                         "(short runs of MobileNets leave stale running statistics)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    name = args.name or f"cifar100_resnet18_w{args.width}_{args.method}"
+    if args.arch == "resnet18":
+        name = args.name or f"cifar100_resnet18_w{args.width}_{args.method}"
+        description = (f"CIFAR-style ResNet-18, width {args.width} (stage widths "
+                       f"{[args.width * m for m in (1, 2, 4, 8)]})")
+    else:
+        suffix = "" if args.width_mult is None else f"_wm{args.width_mult:g}"
+        name = args.name or f"cifar100_{args.arch}{suffix}_{args.method}"
+        description = (f"torchvision `{args.arch}`" + ("" if args.width_mult is None else
+                                                       f" with width_mult={args.width_mult:g}") +
+                       ", rebuilt from its recipe (no torchvision weights)")
+
+    def new_backbone(seed):
+        if args.arch == "resnet18":
+            return None
+        kwargs = {} if args.width_mult is None else {"width_mult": args.width_mult}
+        torch.manual_seed(seed)
+        return torchvision_backbone(args.arch, num_classes=100, **kwargs)
+
     t_start = time.time()
 
     with np.load(args.data, allow_pickle=False) as d:
@@ -106,6 +142,7 @@ def main(argv=None):
 
     common = dict(
         width=args.width,
+        backbone=new_backbone(args.seed),
         epochs=args.epochs,
         batch_size=args.batch_size,
         checkpoint_path=args.checkpoint,
@@ -128,12 +165,17 @@ def main(argv=None):
             **common,
         )
         est.fit(x_fit)
+    if args.recalibrate_bn:
+        recalibrate_batchnorm(est.backbone_, normalised_images(x_fit))
+        est.backbone_.eval()
     wall = time.time() - t_start
     train_time = sum(h["time_s"] + h.get("knn_time_s", 0) for h in est.history_)
 
     # final evaluation: all training images of the split as the k-NN bank, held-out as queries
     torch.manual_seed(args.seed)
-    random_net = cifar_resnet18(width=args.width, num_classes=est.backbone_.fc.out_features)
+    n_out = est.backbone_.get_submodule(head_name(est.backbone_)).out_features
+    random_net = cifar_resnet18(width=args.width, num_classes=n_out) if args.arch == "resnet18" else \
+        new_backbone(args.seed).eval()
     scores = {}
     for label, net in (("pretrained", est.backbone_), ("random_init", random_net)):
         f_tr = extract_features(net, x_tr)
@@ -157,6 +199,8 @@ def main(argv=None):
         "method": args.method,
         "epochs": args.epochs,
         "width": args.width,
+        "arch": args.arch,
+        "width_mult": args.width_mult,
         "batch_size": args.batch_size,
         "lr": est.lr,
         "wall_time_s": round(wall, 1),
@@ -171,11 +215,11 @@ def main(argv=None):
     lines = [
         f"# {name}",
         "",
-        f"CIFAR-style ResNet-18, width {args.width} (stage widths {[args.width * m for m in (1, 2, 4, 8)]}), "
-        f"pre-trained with **{args.method}**.",
+        f"{description}, pre-trained with **{args.method}**.",
         "",
         f"- command: `{command}`",
         f"- data: {data_desc}",
+        f"- BatchNorm statistics: {'recomputed after training on the un-augmented training images' if args.recalibrate_bn else 'running averages from training'}",
         f"- epochs: {args.epochs}, batch size {args.batch_size}, base lr {est.lr} (x batch/256), "
         f"warm-up {est.warmup_epochs} epochs, cosine schedule, SGD momentum {est.momentum}, "
         f"weight decay {est.weight_decay}",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..resnet import spec_of
+from ..architectures import architecture_of
 from ..safetensors_reader import header_json, read_header, read_tensors
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "check_resumable", "restore_checkpoint"]
@@ -61,7 +61,7 @@ def save_checkpoint(path, state, params):
         "history": state["history"],
         "params": params,
         "init_fingerprint": state["init_fingerprint"],
-        "spec": spec_of(state["backbone"]).to_dict(),
+        "spec": architecture_of(state["backbone"]).to_dict(),
         "n_samples": state["n_samples"],
         "optim_param_groups": osd["param_groups"],
         "rng_numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],

@@ -27,6 +27,7 @@ from ...data.batches import in_memory_format, standard_format_, training_memory_
 from ...runtime.threads import uses_threads
 from ..lr_schedule import warmup_cosine_learning_rate
 from ..penultimate import penultimate
+from ...channels.filter_space import head_name
 from ..resnet import cifar_resnet18, fingerprint
 from .checkpoints import check_resumable, load_checkpoint, restore_checkpoint, save_checkpoint
 from .features import extract_features, knn_accuracy
@@ -120,10 +121,11 @@ class BasePretrainer(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             backbone = self._initial_backbone(c, n_classes)
-            if n_classes is not None and backbone.fc.out_features != n_classes:
-                backbone.fc = nn.Linear(backbone.fc.in_features, n_classes)
+            head = head_name(backbone)
+            if n_classes is not None and backbone.get_submodule(head).out_features != n_classes:
+                backbone.set_submodule(head, nn.Linear(backbone.get_submodule(head).in_features, n_classes))
             init_fp = fingerprint(backbone)
-            objective = self._make_objective(backbone.fc.in_features, n_classes)
+            objective = self._make_objective(backbone.get_submodule(head).in_features, n_classes)
         memory_format = training_memory_format(backbone, device)  # channels-last only where safe
         backbone.to(device).to(memory_format=memory_format)
         objective.to(device)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...channels.filter_space import head_name
+
 __all__ = ["negative_cosine_similarity", "nt_xent_loss", "SimSiamObjective", "SimCLRObjective",
            "SupervisedObjective"]
 
@@ -160,5 +162,5 @@ class SupervisedObjective(nn.Module):
         return []
 
     def forward(self, feats, y=None, backbone=None):
-        """Cross-entropy of ``backbone.fc`` on the view's features against labels ``y``."""
-        return F.cross_entropy(backbone.fc(feats[0]), y)
+        """Cross-entropy of the backbone's head on the view's features against labels ``y``."""
+        return F.cross_entropy(backbone.get_submodule(head_name(backbone))(feats[0]), y)
