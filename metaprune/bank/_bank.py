@@ -95,7 +95,7 @@ class PrunedModelBank(BankWrites, BankQueries):
                              f"traceable CNN with an architecture recipe), "
                              f"got {type(backbone).__name__}")
         spec, space = architecture_of(backbone), FilterSpace.from_model(backbone)
-        self._architectures = {spec.name: spec.constructor} if getattr(spec, "constructor", None) else None
+        architectures = {spec.name: spec.constructor} if getattr(spec, "constructor", None) else None
         backbone_print = fingerprint(backbone)
         meta = {"fingerprint": backbone_print, "spec": dumps(spec.to_dict()),
                 "filter_space": dumps(space.to_dict()), "metaprune_version": __version__}
@@ -103,7 +103,7 @@ class PrunedModelBank(BankWrites, BankQueries):
         storage = BankStorage.in_memory(meta, weights) if path is None \
             else BankStorage.create_or_open(path, meta, weights)
         try:
-            self._attach(storage)
+            self._attach(storage, architectures)
             if self.fingerprint != backbone_print:
                 raise ValueError(f"{storage.name} is a bank of another backbone (fingerprint "
                                  f"{self.fingerprint[:12]}..., this backbone's is {backbone_print[:12]}...); "
@@ -140,17 +140,19 @@ class PrunedModelBank(BankWrites, BankQueries):
         """
         storage = BankStorage.open(path, read_only=read_only)
         bank = cls.__new__(cls)
-        bank._architectures = architectures
         try:
-            bank._attach(storage)
+            bank._attach(storage, architectures)
         except BaseException:
             storage.close()
             raise
         return bank
 
-    def _attach(self, storage: BankStorage) -> None:
-        """Bind to a storage and check its architecture and filter space agree."""
+    def _attach(self, storage: BankStorage, architectures=None) -> None:
+        """Bind to a storage and check its architecture and filter space agree.
+
+        ``architectures``: constructors of users' own backbone classes, by recipe name."""
         self._storage = storage
+        self._architectures = architectures
         meta = storage.meta
         try:
             self._spec = architecture_from_dict(loads(meta["spec"], "architecture (meta)"), self._architectures)
@@ -257,8 +259,8 @@ class PrunedModelBank(BankWrites, BankQueries):
         # sent to another process (joblib, Dask): a read-only handle on the same file, or an
         # in-memory copy. Only the path or SQLite's own image travels, never a connection.
         if self.path is not None:
-            return _reopen, (str(Path(self.path).absolute()),)
-        return _from_image, (self._storage.image(),)
+            return _reopen, (str(Path(self.path).absolute()), self._architectures)
+        return _from_image, (self._storage.image(), self._architectures)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -284,11 +286,11 @@ class PrunedModelBank(BankWrites, BankQueries):
             yield self
 
 
-def _reopen(path):
-    return PrunedModelBank.open(path, read_only=True)
+def _reopen(path, architectures=None):
+    return PrunedModelBank.open(path, read_only=True, architectures=architectures)
 
 
-def _from_image(image):
+def _from_image(image, architectures=None):
     bank = PrunedModelBank.__new__(PrunedModelBank)
-    bank._attach(BankStorage.from_image(image, read_only=True))
+    bank._attach(BankStorage.from_image(image, read_only=True), architectures)
     return bank

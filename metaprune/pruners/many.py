@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..channels.filter_space import _has_resnet_layout
 from ..backbone.penultimate import penultimate_features
 from ..backbone.resnet import fingerprint
 from ..channels.filter_space import FilterSpace
@@ -46,13 +47,17 @@ def stack_key(estimator, n_samples: int, n_classes: int, fingerprints=None):
 
     Equal type and training parameters (the schedule, learning rate, batch size, device...),
     the same pre-trained network (its weights' fingerprint), and the same number of training images and classes. A fit
-    with callbacks (they need a skorch net per step) or mask surgery trains alone.
+    with callbacks (they need a skorch net per step) or mask surgery trains alone, and so does
+    any fit of a backbone that is not a ResNet (stacking covers the ResNet's layer kinds).
     ``fingerprints`` (a dict) caches the backbones' fingerprints across calls.
     """
     if not isinstance(estimator, _STACKABLE) or estimator.callbacks:
         return None
     if getattr(estimator, "surgery", "physical") != "physical":
         return None
+    backbone = estimator._backbone()
+    if backbone is not None and not _has_resnet_layout(backbone):
+        return None  # stacks are built for ResNets' layers; other architectures train one at a time
     params = {k: v for k, v in estimator.get_params(deep=False).items() if k not in _PER_TASK}
     return (type(estimator).__name__, tuple(sorted((k, repr(v)) for k, v in params.items())),
             _fingerprint(estimator._backbone(), fingerprints), int(n_samples), int(n_classes))
