@@ -2,6 +2,8 @@
 
 - :mod:`~metaprune.backbone.resnet` -- CIFAR/ImageNet ResNet builders, architecture specs,
   fingerprints, backbone files.
+- :mod:`~metaprune.backbone.architectures` -- recipes that rebuild any network without pickle
+  (torchvision builders, users' own classes).
 - :mod:`~metaprune.backbone.safetensors_reader` -- safetensors files read and checked before
   anything is allocated.
 - :mod:`~metaprune.backbone.penultimate` -- penultimate features and class prototypes.
