@@ -17,6 +17,7 @@ from metaprune.channels.tracing import trace_filter_space
 from metaprune.backbone.penultimate import penultimate
 from metaprune.backbone.resnet import cifar_resnet18, cifar_resnet50
 from strategies import selections
+from test_meta_voting import _brute_force_average
 
 SHAPE = (3, 64, 64)
 
@@ -246,7 +247,6 @@ def test_what_cannot_be_pruned_is_refused_naming_the_module(net, match):
 def test_weight_averaging_over_concatenated_and_flattened_axes(name, data):
     """MVP's averaged initialisation, computed in the pruned numbering, equals the brute force
     through full-size tensors, where axes are concatenations (DenseNet) or flattened (C, H, W)."""
-    from metaprune.channels.transfer import expand_state, gather_state
     from metaprune.meta.voting import average_weights
 
     net, space, _ = _net(name)
@@ -260,17 +260,7 @@ def test_weight_averaging_over_concatenated_and_flattened_axes(name, data):
     target = data.draw(selections(space))
     neighbours = [(sel, extract(t, sel, space).state_dict()) for sel, t in zip(sels, tuned)]
     got = average_weights(neighbours, target, space, fallback)
-    total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in fallback.items()}
-    count = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in fallback.items()}
-    for sel, state in neighbours:
-        values, present = expand_state({k: v for k, v in state.items() if k in fallback}, sel, space)
-        for k in fallback:
-            if space.tensor_axes(k) and fallback[k].is_floating_point():
-                total[k] += values[k].double()
-                count[k] += present[k].double()
-    full = {k: torch.where(count[k] > 0, (total[k] / count[k].clamp(min=1)).to(v.dtype), v)
-            for k, v in fallback.items()}
-    expected = gather_state(full, target, space)
+    expected = _brute_force_average(neighbours, target, space, fallback)
     for k in fallback:
         torch.testing.assert_close(got[k], expected[k], rtol=1e-6, atol=1e-7, msg=k)
     extract(net, target, space).load_state_dict(got, strict=False)
