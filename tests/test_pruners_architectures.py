@@ -1,13 +1,16 @@
 """IFP, MVP, saving and export for every supported architecture family, end to end.
 
-Each torchvision builder is used at random init (the smallest width it offers) on a real
-3-class task (scikit-learn's digits, upsampled to 32 x 32 RGB): IFP at r = 0.5 for a few
+Each torchvision builder is used at random init (the smallest width it offers), with its
+BatchNorm statistics recalibrated on the training images (a stand-in for the sane statistics
+of pre-trained weights: the default running mean 0 / variance 1 lets activations grow layer
+by layer, and VGG's head loss then starts above 100), on a real 3-class task (scikit-learn's digits, upsampled to 32 x 32 RGB): IFP at r = 0.5 for a few
 iterations gives a physically smaller network that predicts above chance, saves without
 pickle and loads back to the same predictions, and exports to TorchScript and ONNX; MVP
 prunes a new task from a two-task bank of the same backbone.
 """
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +18,14 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+import metaprune
 from metaprune import (ConstructorSpec, IterativeFilterPruner, MetaVotePruner, PrunedModelBank,
                        attach_architecture, load_pruned, torchvision_backbone)
 from metaprune.backbone.resnet import load_backbone, save_backbone
 from metaprune.channels.complexity import count_parameters
 from metaprune.channels.filter_space import FilterSpace
 from metaprune.export import export_onnx, export_torchscript, load_torchscript
+from metaprune.pruners.batchnorm import recalibrate_batchnorm
 from test_channels_tracing import TinyNet
 
 ARCHITECTURES = {
@@ -33,6 +38,9 @@ ARCHITECTURES = {
     "densenet121": dict(),
 }
 FAST = dict(pruning_ratio=0.5, n_iterations=12, prune_every=6, batch_size=32, head_epochs=20, random_state=0)
+# VGG's 25088 -> 4096 -> 4096 classifier has no normalisation: SGD at the default 3e-2 diverges
+# (losses above 1000 between pruning events, and the outcome then depends on the thread count)
+LEARNING_RATES = {"vgg11_bn": 3e-3}
 
 
 def _task(classes, seed=0):
@@ -48,14 +56,18 @@ Xtr, Xte, ytr, yte = _task((0, 1, 2))
 
 def _backbone(name):
     torch.manual_seed(0)
-    return torchvision_backbone(name, num_classes=10, **ARCHITECTURES[name]).eval()
+    return recalibrate_batchnorm(torchvision_backbone(name, num_classes=10, **ARCHITECTURES[name]), Xtr).eval()
+
+
+def _ifp(name):
+    return IterativeFilterPruner(**FAST, lr=LEARNING_RATES.get(name, 3e-2))
 
 
 @functools.lru_cache(maxsize=None)
 def _fitted_ifp(name):
     """(backbone, IFP fitted at r = 0.5 on the 3-class task): fitted once, checked by two tests."""
     backbone = _backbone(name)
-    return backbone, IterativeFilterPruner(backbone, **FAST).fit(Xtr, ytr)
+    return backbone, _ifp(name).set_params(backbone=backbone).fit(Xtr, ytr)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -86,31 +98,40 @@ def test_ifp_gives_a_smaller_network_that_predicts_saves_and_exports(name, tmp_p
                                    atol=1e-4)
 
 
-# at random init two builders give features a few SGD steps cannot use: MobileNetV3's are
-# near-constant on 32 x 32 images (the head's loss starts at ln 3), and ConvNeXt's first pruning
-# event renormalises its LayerNorms over fewer channels (loss ~25 after it); the
-# pruned networks then predict one class. Real pre-trained weights are needed there.
+# at random init ConvNeXt gives features a few SGD steps cannot use: it has no BatchNorm to
+# recalibrate, and its first pruning event renormalises its LayerNorms over fewer channels
+# (loss ~25 after it); the pruned network then predicts one class. Real pre-trained weights
+# are needed there.
 _AT_CHANCE = pytest.mark.xfail(strict=True, reason="random-init features (see above); accuracy stays at chance")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_AT_CHANCE) if n in ("mobilenet_v3_small", "convnext_tiny")
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_AT_CHANCE) if n == "convnext_tiny"
                                   else n for n in sorted(ARCHITECTURES)])
 def test_ifp_accuracy_is_above_chance(name):
-    assert _fitted_ifp(name)[1].score(Xte, yte) > 0.4  # chance is 1/3; 0.45-0.88 measured
+    assert _fitted_ifp(name)[1].score(Xte, yte) > 0.4  # chance is 1/3; 0.61-0.90 measured
+
+
+# MobileNetV2 at random init makes MVP's 12 steps chaotic (accuracy 0.34-0.53 over thread counts
+# and learning rates): its MVP case starts from the committed CIFAR checkpoint (0.53-0.62 measured)
+PRETRAINED = {"mobilenet_v2": ("cifar100_mobilenet_v2_wm0.5_simclr.safetensors", 1e-2)}
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "regnet_y_400mf", "densenet121"])
 def test_mvp_prunes_a_new_task_from_a_two_task_bank(name, tmp_path):
-    backbone = _backbone(name)
+    if name in PRETRAINED:
+        checkpoint, lr = PRETRAINED[name]
+        backbone = load_backbone(Path(metaprune.__file__).parent / "checkpoints" / checkpoint).eval()
+    else:
+        backbone, lr = _backbone(name), LEARNING_RATES.get(name, 3e-2)
     bank = PrunedModelBank(backbone, tmp_path / "bank.sqlite")
     for task_id, classes in (("a", (0, 1, 2)), ("b", (1, 2, 3))):
         X, _, y, _ = _task(classes, seed=1)
-        bank.add(task_id, X, y, IterativeFilterPruner(**FAST))
+        bank.add(task_id, X, y, IterativeFilterPruner(**FAST, lr=lr))
     reopened = PrunedModelBank.open(tmp_path / "bank.sqlite", read_only=True)
     assert reopened.task_ids == ["a", "b"] and reopened.filter_space == bank.filter_space
     Xn, Xn_test, yn, yn_test = _task((2, 3, 4), seed=2)
     mvp = MetaVotePruner(reopened, n_neighbors=2, pruning_ratio=0.5, n_iterations=12, batch_size=32,
-                         head_epochs=20, random_state=0).fit(Xn, yn)
+                         head_epochs=20, random_state=0, lr=lr).fit(Xn, yn)
     assert {task_id for task_id, _ in mvp.neighbors_} == {"a", "b"}
     assert mvp.selection_.n_kept == bank.filter_space.n_keep(0.5)
     assert mvp.score(Xn_test, yn_test) > 0.4  # chance is 1/3
