@@ -63,6 +63,10 @@ def test_smoke_run_writes_every_cell_and_the_report(smoke):
     limited = [c for c in experiment if c["group"] == "II"]
     assert {int(c["n_train"]) for c in limited} == {p["limited_per_class"] * p["n_way"]}
     assert out["claims"] and all(isinstance(c["holds"], bool) for c in out["claims"])
+    assert {c["verdict"] for c in out["claims"]} <= {"holds", "fails", "undecided"}
+    paired = [c for c in out["claims"] if "paired" in c]
+    assert paired and all(c["paired"]["ci_low"] <= c["paired"]["mean_difference"] <= c["paired"]["ci_high"]
+                          and len(c["paired"]["tasks"]) == p["n_test_tasks"] for c in paired)
     assert out["study"]["iou"] and out["study"]["recall"]
     summary = (results / "summary.md").read_text()
     assert "## Group I" in summary and "## Efficiency" in summary and "missing" not in summary
@@ -79,3 +83,46 @@ def test_smoke_rerun_resumes_without_refitting(smoke):
     assert "cells to run" not in proc.stdout  # every cell was cached
     after = {p.name: p.read_text() for p in (results / "cells").glob("*.json")}
     assert after == before
+
+
+def _report():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from reproduction import report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return report
+
+
+def test_bank_pair_overlap_groups_pairs_by_shared_classes_and_leaves_out_duplicates():
+    report = _report()
+    bank = {"sizes": {"layer1": 4, "layer4": 10},
+            "selections": {"a": {"layer1": [0, 1], "layer4": [0, 1]}, "b": {"layer1": [0, 1], "layer4": [1, 2]},
+                           "c": {"layer1": [2, 3], "layer4": [5, 6]}, "d": {"layer1": [0, 1], "layer4": [0, 1]}}}
+    classes = {"a": [0, 1, 2], "b": [0, 1, 5], "c": [6, 7, 8], "d": [2, 1, 0]}  # d is a under another id
+    out = report.bank_pair_overlap(bank, classes, deep=("layer4",))
+    assert out["n_identical_pairs_left_out"] == 1
+    assert {c: v["n_pairs"] for c, v in out["by_c"].items()} == {2: 2, 0: 3}
+    assert out["by_c"][2]["iou"] == {"layer1": 1.0, "layer4": 1 / 3}  # (a, b) and (d, b)
+    assert out["by_c"][0]["iou"]["layer1"] == 0.0 and out["by_c"][0]["iou"]["layer4"] == 0.0
+    assert out["deep_by_c"][2]["mean"] == pytest.approx(1 / 3)
+    assert out["chance_iou"] == {"layer1": pytest.approx(2 / 6), "layer4": pytest.approx(2 / 18)}
+
+
+def test_accuracy_claims_are_judged_on_paired_task_differences():
+    report = _report()
+    preset = {"neighbors": [1, 10], "shared": [3], "iterations": 100, "limited_per_class": 100}
+    rows = []
+    for t, (mvp, ifp5, uni) in enumerate([(0.70, 0.60, 0.60), (0.80, 0.71, 0.70), (0.50, 0.40, 0.41),
+                                          (0.60, 0.52, 0.50)]):
+        rows += [dict(group="I", method="mvp", n_neighbors=10, shared=3, task=f"t{t}", accuracy=mvp, train_flops=1e9),
+                 dict(group="I", method="ifp", multiple=5, task=f"t{t}", accuracy=ifp5, train_flops=5e10),
+                 dict(group="I", method="uniform", task=f"t{t}", accuracy=uni, train_flops=1e9)]
+    out = {c["claim"]: c for c in report.claims(rows, {}, preset)}
+    ifp = out["Group I, c=3: MVP N=10 >= IFP 5x"]
+    assert ifp["verdict"] == "holds" and ifp["paired"]["sign"]["wins"] == 4
+    assert ifp["paired"]["mean_difference"] == pytest.approx(0.0925)
+    # the per-task differences to uniform are 0.10, 0.10, 0.09, 0.10: all above the 0.05 margin
+    assert out["Group I, c=3: MVP N=10 >= Uniform + 0.05"]["verdict"] == "holds"
+    assert out["Efficiency: MVP training FLOPs <= 10% of IFP 5x"]["evidence"] == "2.0%"
+    assert not any(c.startswith("Group II") for c in out)  # no cells, no claim

@@ -16,6 +16,7 @@ import numpy as np
 
 from metaprune.analysis import covered_histogram, iou_per_group, vote_recall
 from metaprune.channels.selection import Selection
+from metaprune.paired_statistics import bootstrap_mean_ci, compare_paired
 
 from .runner import _write_json, load_rows
 
@@ -167,6 +168,49 @@ def study(rows, plan, bank) -> dict:
     return out
 
 
+def bank_pair_overlap(bank, classes: dict, deep=("layer3", "layer4")) -> dict:
+    """IoU per group between every pair of bank tasks, by how many classes the pair shares.
+
+    The paper's Fig. 3 on the bank itself (all pairs, not only a test task and its
+    neighbours): if pruning found class-specific channels, pairs sharing more classes keep
+    more of the same channels in the deep groups. ``deep_by_c`` gives the mean over the deep
+    groups with a 95% bootstrap interval over pairs (pairs share tasks, so it is optimistic).
+    """
+    if not bank or not classes:
+        return {}
+    selections = {t: Selection.from_dict(s) for t, s in bank["selections"].items() if t in classes}
+    ids = sorted(selections)
+    if len(ids) < 2:
+        return {}
+    groups = list(bank["sizes"])
+    sets = {t: {g: set(selections[t][g]) for g in groups} for t in ids}
+    by_c: dict = {}
+    n_identical = 0
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            if set(classes[a]) == set(classes[b]):  # the same task under two ids: same data, same seed
+                n_identical += 1
+                continue
+            c = len(set(classes[a]) & set(classes[b]))
+            by_c.setdefault(c, []).append(
+                [len(sets[a][g] & sets[b][g]) / max(1, len(sets[a][g] | sets[b][g])) for g in groups])
+    deep_idx = [k for k, g in enumerate(groups) if g.startswith(deep)]
+    # two random subsets of sizes k of n channels share k^2 / n on average: IoU ~ k / (2n - k)
+    kept = {g: float(np.mean([len(sets[t][g]) for t in ids])) for g in groups}
+    chance = {g: kept[g] / (2 * bank["sizes"][g] - kept[g]) for g in groups}
+    out = {"chance_iou": chance, "groups": groups, "deep": [groups[k] for k in deep_idx], "by_c": {}, "deep_by_c": {},
+           "n_identical_pairs_left_out": n_identical}
+    for c in sorted(by_c):
+        iou = np.array(by_c[c])
+        out["by_c"][c] = {"n_pairs": len(iou), "iou": dict(zip(groups, iou.mean(0).tolist()))}
+        if deep_idx and len(iou) >= 2:
+            d = iou[:, deep_idx].mean(1)
+            out["deep_by_c"][c] = {"mean": float(d.mean()), "ci": list(bootstrap_mean_ci(d, n_resamples=2000,
+                                                                                          random_state=0)),
+                                   "n_pairs": len(d)}
+    return out
+
+
 def backbone_comparison(rows, preset) -> dict:
     out = {}
     for m in sorted({r["multiple"] for r in _pick(rows, group="study")}):
@@ -181,60 +225,88 @@ def backbone_comparison(rows, preset) -> dict:
 
 # -- claims --------------------------------------------------------------------------------------
 
-def claims(numbers, study_out, backbones, preset) -> list:
-    """The paper's claims at this preset: (claim, holds, evidence)."""
-    out = []
-    g1, g2, g3, eff = numbers["I"], numbers["II"], numbers["III"], numbers["efficiency"]
-    n_max = max(preset["neighbors"])
+def _by_task(rows, key="accuracy") -> dict:
+    return {r["task"]: r[key] for r in rows}
 
-    def m(s):
-        return s["mean"]
-    for c in [c for c in preset["shared"] if c >= 3]:
-        a, b = g1.get(f"mvp_N{n_max}_c{c}"), g1.get("ifp_x5")
-        if a and b and a["n"] and b["n"]:
-            out.append((f"Group I, c={c}: MVP N={n_max} >= IFP 5x", m(a) >= m(b), f"{m(a):.3f} vs {m(b):.3f}"))
-        u = g1.get("uniform")
-        if a and u and a["n"] and u["n"]:
-            out.append((f"Group I, c={c}: MVP N={n_max} >= Uniform + 0.05", m(a) >= m(u) + 0.05,
-                        f"{m(a):.3f} vs {m(u):.3f} + 0.05"))
-    for c in preset["shared"]:
-        a, b = g2.get(f"mvp_N{n_max}_c{c}"), g2.get("ifp_x1")
-        if a and b and a["n"] and b["n"]:
-            out.append((f"Group II, c={c}: MVP N={n_max} >= IFP 1x + 0.05", m(a) >= m(b) + 0.05,
-                        f"{m(a):.3f} vs {m(b):.3f} + 0.05"))
-        f = g1.get(f"mvp_N{n_max}_c{c}")
-        if a and f and a["n"] and f["n"]:
-            out.append((f"Group II, c={c}: MVP N={n_max} with {preset['limited_per_class']} images/class within "
-                        f"0.02 of all images", m(a) >= m(f) - 0.02, f"{m(a):.3f} vs {m(f):.3f}"))
-    a, b = g3.get(f"mvp_N{n_max}"), g3.get("ifp_x1")
-    if a and b and a["n"] and b["n"]:
-        out.append((f"Group III: MVP N={n_max} (prototype similarity) >= IFP 1x", m(a) >= m(b),
-                    f"{m(a):.3f} vs {m(b):.3f}"))
+
+def _paired(claim, a_rows, b_rows, margin=0.0, within=False):
+    """A claim on accuracy judged on the per-task differences ``a - b`` (None if < 2 shared tasks)."""
+    a, b = _by_task(a_rows), _by_task(b_rows)
+    if len(set(a) & set(b)) < 2:
+        return None
+    c = compare_paired(a, b, random_state=0)
+    verdict = c.verdict(margin, within=within)
+    s = c.sign
+    evidence = (f"{c.mean_a:.3f} vs {c.mean_b:.3f}; a - b = {c.mean_difference:+.3f} "
+                f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]; {s.wins}/{s.ties}/{s.losses} tasks; sign p = {s.p_value:.3g}")
+    return {"claim": claim, "verdict": verdict, "holds": verdict == "holds", "evidence": evidence,
+            "margin": margin, "within": within, "paired": c.to_dict()}
+
+
+def _plain(claim, holds, evidence):
+    """A claim that is one measured number against a threshold (no task-to-task spread to test)."""
+    holds = bool(holds)
+    return {"claim": claim, "verdict": "holds" if holds else "fails", "holds": holds, "evidence": evidence}
+
+
+def claims(rows, study_out, preset) -> list:
+    """The paper's claims at this preset, each a dict with ``claim``, ``verdict`` and ``evidence``.
+
+    Accuracy claims compare two methods on the same test tasks: the verdict comes from the 95%
+    bootstrap interval of the mean per-task difference (``holds`` when it lies wholly on the
+    claimed side of the margin, ``fails`` when wholly on the other, else ``undecided``), with the
+    wins/ties/losses and the exact sign test's p-value beside it.
+    """
+    out = []
+    n_max = max(preset["neighbors"])
     J = preset["iterations"]
-    mvp, ifp5 = eff.get(f"MVP N={n_max} ({J} it, all c)"), eff.get(_ifp_label(5, J))
-    if mvp and ifp5:
-        ratio = mvp["train_flops"] / ifp5["train_flops"]
-        out.append(("Efficiency: MVP training FLOPs <= 10% of IFP 5x", ratio <= 0.10, f"{100 * ratio:.1f}%"))
-    for mult, b in backbones.items():
-        if b["n"]:
-            out.append((f"Study: self-supervised >= supervised under IFP {mult}x", b["ssl"]["mean"] >= b["sup"]["mean"],
-                        f"{b['ssl']['mean']:.3f} vs {b['sup']['mean']:.3f} ({b['ssl_wins']}/{b['n']} tasks)"))
+    g1, g2 = _pick(rows, group="I"), _pick(rows, group="II")
+    ifp = {(g, m): _pick(rows, group=g, method="ifp", multiple=m) for g in ("I", "II") for m in (1, 5)}
+    for c in [c for c in preset["shared"] if c >= 3]:
+        mvp = _pick(g1, method="mvp", n_neighbors=n_max, shared=c)
+        out.append(_paired(f"Group I, c={c}: MVP N={n_max} >= IFP 5x", mvp, ifp["I", 5]))
+        out.append(_paired(f"Group I, c={c}: MVP N={n_max} >= Uniform + 0.05", mvp, _pick(g1, method="uniform"),
+                           margin=0.05))
+    for c in preset["shared"]:
+        mvp = _pick(g2, method="mvp", n_neighbors=n_max, shared=c)
+        out.append(_paired(f"Group II, c={c}: MVP N={n_max} >= IFP 1x + 0.05", mvp, ifp["II", 1], margin=0.05))
+        out.append(_paired(f"Group II, c={c}: MVP N={n_max} with {preset['limited_per_class']} images/class "
+                           f"within 0.02 of all images", mvp, _pick(g1, method="mvp", n_neighbors=n_max, shared=c),
+                           margin=0.02, within=True))
+    out.append(_paired(f"Group III: MVP N={n_max} (prototype similarity) >= IFP 1x",
+                       _pick(rows, group="III", method="mvp", n_neighbors=n_max), ifp["I", 1]))
+    mvp_flops = _stats(_pick(g1, method="mvp", n_neighbors=n_max), "train_flops")
+    ifp5_flops = _stats(ifp["I", 5], "train_flops")
+    if mvp_flops["n"] and ifp5_flops["n"]:
+        ratio = mvp_flops["mean"] / ifp5_flops["mean"]
+        out.append(_plain("Efficiency: MVP training FLOPs <= 10% of IFP 5x", ratio <= 0.10, f"{100 * ratio:.1f}%"))
+    for m in sorted({r["multiple"] for r in _pick(rows, group="study")}):
+        out.append(_paired(f"Study: self-supervised >= supervised under IFP {m}x ({m * J} it)",
+                           _pick(g1, method="ifp", multiple=m), _pick(rows, group="study", multiple=m)))
     if study_out.get("iou"):
         cs = sorted(study_out["iou"], key=int)
         groups = list(study_out["iou"][cs[0]])
         deep = [g for g in groups if g.startswith(("layer3", "layer4"))]
         rising = [g for g in deep if np.corrcoef([int(c) for c in cs], [study_out["iou"][c][g] for c in cs])[0, 1] > 0]
-        out.append(("Study: IoU grows with shared classes in the deeper groups (layer3, layer4)",
-                    len(rising) == len(deep),
-                    f"{len(rising)}/{len(deep)} deep groups rise; mean IoU by c: " + ", ".join(
-                        f"c={c} {np.mean([study_out['iou'][c][g] for g in deep]):.3f}" for c in cs)))
+        out.append(_plain("Study: IoU grows with shared classes in the deeper groups (layer3, layer4)",
+                          len(rising) == len(deep),
+                          f"{len(rising)}/{len(deep)} deep groups rise; mean IoU by c: " + ", ".join(
+                              f"c={c} {np.mean([study_out['iou'][c][g] for g in deep]):.3f}" for c in cs)))
         curve = np.nanmean([[v for v in rec[g]] for rec in study_out["recall"].values() for g in rec], axis=0)
         a = np.arange(1, len(curve) + 1)
         ok = ~np.isnan(curve)
         r = float(np.corrcoef(a[ok], curve[ok])[0, 1])
-        out.append(("Study: b(a) increases with a", r > 0, f"correlation {r:.2f}; b(1)={curve[0]:.2f}, "
-                    f"b({len(curve)})={curve[-1]:.2f}"))
-    return out
+        out.append(_plain("Study: b(a) increases with a", r > 0, f"correlation {r:.2f}; b(1)={curve[0]:.2f}, "
+                          f"b({len(curve)})={curve[-1]:.2f}"))
+    pairs = study_out.get("bank_pairs", {}).get("deep_by_c")
+    if pairs and len(pairs) >= 2:
+        cs = sorted(pairs, key=int)
+        lo, hi = pairs[cs[0]], pairs[cs[-1]]
+        out.append(_plain(f"Study: bank task pairs sharing c={cs[-1]} classes overlap more in the deep groups than "
+                          f"pairs sharing c={cs[0]} (95% intervals apart)", lo["ci"][1] < hi["ci"][0],
+                          f"mean deep IoU c={cs[0]} {lo['mean']:.3f} [{lo['ci'][0]:.3f}, {lo['ci'][1]:.3f}] vs "
+                          f"c={cs[-1]} {hi['mean']:.3f} [{hi['ci'][0]:.3f}, {hi['ci'][1]:.3f}]"))
+    return [c for c in out if c is not None]
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -371,9 +443,13 @@ def write_report(results: Path, cache: Path | None = None) -> dict:
     tables["II"], numbers["II"] = group_table(rows, "II", preset)
     tables["III"], numbers["III"] = group3_table(rows, preset)
     tables["efficiency"], numbers["efficiency"] = efficiency_table(rows, preset)
-    study_out = study(rows, plan, bank_selections(results, cache))
+    bank = json.loads((results / "bank.json").read_text()) if (results / "bank.json").is_file() else {}
+    selections = bank_selections(results, cache)
+    study_out = study(rows, plan, selections)
+    if study_out:
+        study_out["bank_pairs"] = bank_pair_overlap(selections, bank.get("classes", {}))
     backbones = backbone_comparison(rows, preset)
-    checks = claims(numbers, study_out, backbones, preset)
+    checks = claims(rows, study_out, preset)
     figs = figures(results, rows, numbers, study_out, preset)
 
     with (results / "cells.csv").open("w", newline="") as f:
@@ -381,17 +457,19 @@ def write_report(results: Path, cache: Path | None = None) -> dict:
         writer.writeheader()
         for r in all_rows.values():
             writer.writerow(r)
-    bank = json.loads((results / "bank.json").read_text()) if (results / "bank.json").is_file() else {}
     bank_acc = [a for a in bank.get("test_accuracy", []) if a is not None]
     _write_json(results / "results.json", {
         "plan": plan, "numbers": numbers, "study": study_out,
         "backbones": {str(k): v for k, v in backbones.items()},
-        "claims": [{"claim": c, "holds": bool(h), "evidence": e} for c, h, e in checks],
+        "claims": checks,
         "bank": {"n_tasks": bank.get("n_tasks"), "mean_test_accuracy": float(np.mean(bank_acc)) if bank_acc else None},
         "n_cells": {"done": len(rows), "planned": plan.get("n_cells")}})
     (results / "summary.md").write_text(_markdown(plan, tables, checks, backbones, study_out, bank_acc, figs,
                                                   len(rows)))
     return numbers
+
+
+_VERDICT_MD = {"holds": "holds", "fails": "**fails**", "undecided": "*undecided*"}
 
 
 def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done) -> str:
@@ -414,8 +492,16 @@ def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done
              f"{p['limited_per_class']} images/class {lr['ifp_limited']:g}, MVP and uniform {lr['oneshot']:g}. "
              f"`{json.dumps(lr['validation_accuracy'])}`", "",
              f"Cells finished: {n_done} of {plan.get('n_cells')}. Accuracy: mean (std) over test tasks.", "",
-             "## Claims of the paper at this preset", "", "| claim | holds | numbers |", "|---|---|---|"]
-    lines += [f"| {c} | {'yes' if h else '**no**'} | {e} |" for c, h, e in checks]
+             "## Claims of the paper at this preset", "",
+             "Accuracy claims are judged on the paired per-task differences a - b (the same test tasks for both "
+             "methods): the verdict is *holds* when the 95% bootstrap interval of the mean difference lies wholly on "
+             "the claimed side of the margin, *fails* when wholly on the other side, else *undecided*; "
+             "wins/ties/losses count the tasks and the sign test is exact and two-sided.", "",
+             "| claim | verdict | numbers |", "|---|---|---|"]
+    lines += [f"| {c['claim']} | {_VERDICT_MD[c['verdict']]} | {c['evidence']} |" for c in checks]
+    counts = {v: sum(c["verdict"] == v for c in checks) for v in _VERDICT_MD}
+    lines += ["", f"{counts['holds']} claims hold, {counts['fails']} fail, {counts['undecided']} cannot be decided "
+              f"by these {p['n_test_tasks']} test tasks."]
     lines += ["", f"## Group I: all training images, MVP and uniform {J} iterations", "", tables["I"], "",
               f"## Group II: {p['limited_per_class']} training images per class", "", tables["II"], "",
               "## Group III: no test class in any voting task; neighbours by prototype similarity", "",
@@ -434,6 +520,23 @@ def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done
         lines += [f"| {g} | " + " | ".join(f"{study_out['iou'][c][g]:.3f}" for c in cs) + " |" for g in groups]
         lines += ["", "d(a), mean over groups (channels of the target kept by exactly a neighbours): " + "; ".join(
             f"c={c}: " + " ".join(f"{v:.2f}" for v in study_out["covered"][c]) for c in cs)]
+    pairs = study_out.get("bank_pairs") or {}
+    if pairs.get("by_c"):
+        cs = sorted(pairs["by_c"], key=int)
+        lines += ["", f"## Study: IoU per group between bank task pairs, by shared classes c (J = {p['bank_iterations']})",
+                  "", f"Every pair of bank tasks; c counts the classes the two tasks share "
+                  f"({pairs['n_identical_pairs_left_out']} pairs with the same class set, the same task under two "
+                  "ids, are left out). Pairs share tasks, so the intervals over pairs are optimistic.", "",
+                  "| group | " + " | ".join(f"c = {c}" for c in cs) + " | two random subsets of those sizes |",
+                  "|---|" + "---|" * (len(cs) + 1)]
+        lines += [f"| {g} | " + " | ".join(f"{pairs['by_c'][c]['iou'][g]:.3f}" for c in cs) +
+                  f" | {pairs['chance_iou'][g]:.3f} |" for g in pairs["groups"]]
+        lines.append("| pairs | " + " | ".join(str(pairs["by_c"][c]["n_pairs"]) for c in cs) + " | |")
+        if pairs.get("deep_by_c"):
+            lines.append(f"| mean of {', '.join(pairs['deep'])} [95% CI over pairs] | " + " | ".join(
+                f"{pairs['deep_by_c'][c]['mean']:.3f} [{pairs['deep_by_c'][c]['ci'][0]:.3f}, "
+                f"{pairs['deep_by_c'][c]['ci'][1]:.3f}]" if c in pairs["deep_by_c"] else "" for c in cs) +
+                         f" | {np.mean([pairs['chance_iou'][g] for g in pairs['deep']]):.3f} |")
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     v = plan["versions"]
