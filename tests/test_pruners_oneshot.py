@@ -141,3 +141,41 @@ def test_uniform_pruner_and_save(backbone, new_task, tmp_path):
     assert other.selection_ != uni.selection_
     uni.save(tmp_path / "u.safetensors")
     assert (load_pruned(tmp_path / "u.safetensors").predict(X_test) == uni.predict(X_test)).all()
+
+
+def _conv_weights(model):
+    return {k: v for k, v in model.state_dict().items() if k.endswith("conv1.weight") or k.endswith("conv2.weight")}
+
+
+def test_init_ablations_separate_the_voted_channels_from_the_averaged_weights(bank, backbone, new_task):
+    from metaprune.channels.transfer import gather_state
+
+    X, y, X_test, y_test = new_task
+    zero = dict(FAST, n_iterations=0, pruning_ratio=0.5)
+    space = bank.filter_space
+    mvp = MetaVotePruner(bank, n_neighbors=3, **zero).fit(X, y)
+    pretrained = gather_state(backbone.state_dict(), mvp.selection_, space)
+    # voted channels, pre-trained weights: the same draw, the backbone's weights cut to it
+    voted_only = MetaVotePruner(bank, n_neighbors=3, init_weights="pretrained", **zero).fit(X, y)
+    assert voted_only.selection_ == mvp.selection_
+    for k, w in _conv_weights(voted_only.net_.module_).items():
+        torch.testing.assert_close(w, pretrained[k], rtol=0, atol=0)
+    assert any(not torch.equal(w, pretrained[k]) for k, w in _conv_weights(mvp.net_.module_).items())
+    # uniform channels with pre-trained weights is UniformPruner, draw for draw and prediction for prediction
+    uniform = UniformPruner(backbone, **zero).fit(X, y)
+    as_uniform = MetaVotePruner(bank, n_neighbors=3, init_channels="uniform", init_weights="pretrained",
+                                **zero).fit(X, y)
+    assert as_uniform.selection_ == uniform.selection_ != mvp.selection_
+    np.testing.assert_array_equal(as_uniform.predict_proba(X_test), uniform.predict_proba(X_test))
+    # uniform channels, averaged weights where a neighbour kept them
+    averaged_only = MetaVotePruner(bank, n_neighbors=3, init_channels="uniform", **zero).fit(X, y)
+    assert averaged_only.selection_ == uniform.selection_
+    assert any(not torch.equal(w, dict(_conv_weights(uniform.net_.module_))[k])
+               for k, w in _conv_weights(averaged_only.net_.module_).items())
+
+
+@pytest.mark.parametrize("param, value", [("init_channels", "random"), ("init_weights", "zeros")])
+def test_unknown_init_ablation_is_refused(bank, new_task, param, value):
+    X, y, _, _ = new_task
+    with pytest.raises(ValueError, match=param):
+        MetaVotePruner(bank, n_neighbors=3, **{param: value}, **FAST).fit(X, y)

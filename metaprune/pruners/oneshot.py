@@ -175,6 +175,14 @@ class MetaVotePruner(_OneShotPruner):
     pruning_ratio : float or None, default=None
         None keeps as many channels per group as the neighbours' pruned models do
         (their median), i.e. the ratio the bank's tasks were pruned to.
+    init_channels : {"voted", "uniform"}, default="voted"
+        How the kept channels are chosen: by the neighbours' votes (step 2, the method), or
+        uniformly at random as :class:`UniformPruner` does (an ablation).
+    init_weights : {"averaged", "pretrained"}, default="averaged"
+        How the kept weights start: averaged over the neighbours (step 3, the method), or the
+        pre-trained backbone's (an ablation). With ``"uniform"`` and ``"pretrained"`` the fit
+        is :class:`UniformPruner`'s with the same ``random_state``; the two mixed settings
+        tell how much of MVP's start comes from the channels and how much from the weights.
     n_iterations : int, default=100
         Fine-tuning SGD iterations.
     exclude : collection of str, optional
@@ -208,10 +216,12 @@ class MetaVotePruner(_OneShotPruner):
         "temperature": Interval(float, 0, None, closed="neither"),
         "pruning_ratio": (Options(None), Interval(float, 0, 1, closed="neither")),
         "exclude_shared_classes": Options(True, False),
+        "init_channels": Options("voted", "uniform"),
+        "init_weights": Options("averaged", "pretrained"),
     }
 
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
-                 n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
+                 init_channels="voted", init_weights="averaged", n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
                  lr=3e-2, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
                  recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
                  random_state=None, verbose=0):
@@ -220,6 +230,8 @@ class MetaVotePruner(_OneShotPruner):
         self.similarity = similarity
         self.temperature = temperature
         self.pruning_ratio = pruning_ratio
+        self.init_channels = init_channels
+        self.init_weights = init_weights
         self.n_iterations = n_iterations
         self.exclude = exclude
         self.exclude_shared_classes = exclude_shared_classes
@@ -298,7 +310,12 @@ class MetaVotePruner(_OneShotPruner):
             n_keep = space.n_keep(self.pruning_ratio)
         else:
             raise ValueError(f"pruning_ratio must be None or in (0, 1), got {self.pruning_ratio}")
-        target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng, units=space.units)
+        if self.init_channels == "uniform":
+            target = uniform_channels(space.sizes, n_keep, random_state=rng, units=space.units)
+        else:
+            target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng, units=space.units)
+        if self.init_weights == "pretrained":
+            return target, None
         head = _head_modules(space)
         fallback = {k: v for k, v in self._backbone().state_dict().items() if k.rpartition(".")[0] not in head}
         state = average_weights(neighbours, target, space, fallback)
