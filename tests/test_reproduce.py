@@ -126,3 +126,26 @@ def test_accuracy_claims_are_judged_on_paired_task_differences():
     assert out["Group I, c=3: MVP N=10 >= Uniform + 0.05"]["verdict"] == "holds"
     assert out["Efficiency: MVP training FLOPs <= 10% of IFP 5x"]["evidence"] == "2.0%"
     assert not any(c.startswith("Group II") for c in out)  # no cells, no claim
+
+
+def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
+    root, _ = smoke
+    results = root / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "diagnose_init.py"), "--preset", "smoke",
+                           "--results", str(results), "--cache", str(root / "cache")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((results / "diagnostics_init.json").read_text())
+    p = json.loads((results / "results.json").read_text())["plan"]["preset"]
+    starts = [r["start"] for r in out["rows"]]
+    assert starts.count("uniform") == p["n_test_tasks"]
+    for label in ("mvp", "voted_pretrained", "uniform_averaged"):
+        assert starts.count(label) == p["n_test_tasks"] * len(p["shared"])
+    for c, d in out["decomposition"].items():
+        e = {name: v["mean_difference"] for name, v in d["effects"].items()}
+        # paired means add up exactly, whichever way the advantage is split
+        assert e["MVP - Uniform (total)"] == pytest.approx(e["channels, with pre-trained weights"]
+                                                           + e["weights, on voted channels"], abs=1e-12)
+        assert e["MVP - Uniform (total)"] == pytest.approx(e["weights, on random channels"]
+                                                           + e["channels, with averaged weights"], abs=1e-12)
+    assert "## The advantage split two ways" in (results / "diagnostics_init.md").read_text()

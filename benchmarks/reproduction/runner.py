@@ -217,7 +217,8 @@ def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | Non
         return MetaVotePruner(bank, n_neighbors=cell["n_neighbors"], similarity=similarity,
                               temperature=preset.temperature, pruning_ratio=preset.pruning_ratio, n_iterations=J,
                               exclude=cell.get("exclude"), exclude_shared_classes=cell.get("exclude_shared", False),
-                              **common)
+                              init_channels=cell.get("init_channels", "voted"),
+                              init_weights=cell.get("init_weights", "averaged"), **common)
     raise ValueError(f"unknown method {cell['method']!r}")
 
 
