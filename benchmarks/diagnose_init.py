@@ -112,13 +112,18 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path)
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shared", type=int, nargs="+",
+                        help="only these shared-class counts c (default: the preset's); bank tasks they need and "
+                             "the cache's bank lacks are built first, as the run builds them")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
     cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
+    shared = args.shared or list(preset.shared)
     X, y = runner.load_data(preset)
-    cells = diagnostic_cells(_evaluation_cells(preset, y, results, cache), max(preset.neighbors))
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
+    cells = [c for c in diagnostic_cells(_evaluation_cells(preset, X, y, results, cache, backbones, shared),
+                                         max(preset.neighbors)) if c["start"] == "uniform" or c["shared"] in shared]
     start = time.perf_counter()
     rows = []
     for cell in cells:
@@ -127,7 +132,7 @@ def main(argv=None) -> int:
                                              "init_weights")})
         print(f"{row['id']}: {row['accuracy']:.3f}", flush=True)
     wall = time.perf_counter() - start
-    result = decomposition(rows, preset.shared)
+    result = decomposition(rows, shared)
     runner._write_json(results / "diagnostics_init.json", {"rows": rows, "decomposition": result, "wall_s": wall})
     text = markdown(result, preset, len({r["task"] for r in rows}), wall)
     (results / "diagnostics_init.md").write_text(text)
@@ -135,16 +140,27 @@ def main(argv=None) -> int:
     return 0
 
 
-def _evaluation_cells(preset, y, results, cache):
-    """The run's experiment cells, rebuilt from its seeds, bank and tuning cells."""
+def _evaluation_cells(preset, X, y, results, cache, backbones, shared):
+    """The run's experiment cells, rebuilt from its seeds, bank and tuning cells.
+
+    Bank tasks of the ``shared`` counts that the cache's bank lacks (a fresh machine) are
+    built first with the run's own pruner and seeds.
+    """
     from metaprune import PrunedModelBank
     from metaprune.data.tasks import TaskSampler
     sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
     tests = runner.test_tasks(preset, sampler)
     banks = runner.bank_tasks(preset, sampler, tests)
-    with PrunedModelBank.open(cache / "bank.sqlite", read_only=True) as bank:
-        ids = list(bank.task_ids)
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
+    path = cache / "bank.sqlite"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (PrunedModelBank.open(path) if path.is_file() else
+          PrunedModelBank(runner._backbone(backbones["ssl"]), path=path)) as bank:
+        todo = [t for (_, c), ts in banks.items() if c in shared for t in ts if t.task_id not in bank]
+        if todo:
+            print(f"building {len(todo)} bank tasks the cache lacks", flush=True)
+            bank.build(todo, runner.bank_pruner(preset, lrs, "cpu"), X, y, n_jobs=preset.n_jobs, progress=False)
+        ids = list(bank.task_ids)
     return runner.evaluation_cells(preset, sampler, tests, banks, ids, lrs)
 
 

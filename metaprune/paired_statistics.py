@@ -172,6 +172,16 @@ def compare_paired(a, b, *, confidence: float = 0.95, n_resamples: int = 10_000,
     Returns
     -------
     PairedComparison
+
+    Examples
+    --------
+    >>> mvp = {"t0": 0.70, "t1": 0.80, "t2": 0.50, "t3": 0.60}
+    >>> ifp = {"t0": 0.60, "t1": 0.71, "t2": 0.40, "t3": 0.52}
+    >>> c = compare_paired(mvp, ifp)
+    >>> round(c.mean_difference, 4), (c.sign.wins, c.sign.ties, c.sign.losses)
+    (0.0925, (4, 0, 0))
+    >>> c.verdict(), c.verdict(0.05)
+    ('holds', 'holds')
     """
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("pass two mappings {task: value} or two sequences, not one of each")

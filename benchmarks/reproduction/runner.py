@@ -398,6 +398,15 @@ def versions() -> dict:
             "cpu_count": os.cpu_count()}
 
 
+def bank_pruner(preset: Preset, lrs: dict, device: str) -> IterativeFilterPruner:
+    """The IFP that prunes every bank task (J = ``bank_iterations``, the tuned full-data rate)."""
+    J = preset.bank_iterations
+    return IterativeFilterPruner(
+        pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=prune_every(preset, J),
+        lr=lrs["ifp_full"], batch_size=preset.batch_size, head_epochs=preset.head_epochs, device=device,
+        random_state=preset.seed, n_threads=None)
+
+
 def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None, log=print) -> dict:
     """Run (or resume) the whole reproduction; returns the plan's metadata for the report."""
     results.mkdir(parents=True, exist_ok=True)
@@ -421,12 +430,8 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
         _backbone(backbones["ssl"]), path=bank_path)
     start = time.perf_counter()
     n_before = len(bank)
-    J = preset.bank_iterations
     todo = all_bank_tasks if max_cells is None else [t for t in all_bank_tasks if t.task_id not in bank][:max_cells]
-    bank.build(todo, IterativeFilterPruner(
-        pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=prune_every(preset, J),
-        lr=lrs["ifp_full"], batch_size=preset.batch_size, head_epochs=preset.head_epochs, device=device,
-        random_state=preset.seed, n_threads=None), X, y, n_jobs=preset.n_jobs, progress=False)
+    bank.build(todo, bank_pruner(preset, lrs, device), X, y, n_jobs=preset.n_jobs, progress=False)
     bank_ids = list(bank.task_ids)
     bank_info = {"n_tasks": len(bank), "built_now": len(bank) - n_before,
                  "build_time_s_this_run": time.perf_counter() - start,
