@@ -20,6 +20,9 @@ from metaprune.paired_statistics import bootstrap_mean_ci, compare_paired
 
 from .runner import _write_json, load_rows
 
+# written by benchmarks/diagnose_init.py and diagnose_selection_noise.py; shown in the summary when present
+DIAGNOSTICS = ("diagnostics_init.md", "diagnostics_seed_noise.md")
+
 SCALARS = ["id", "group", "method", "task", "multiple", "iterations", "n_iter", "shared", "n_neighbors", "similarity",
            "backbone", "lr", "n_train", "n_test", "accuracy", "fit_time_s", "train_flops", "flops", "params",
            "peak_memory_mb"]
@@ -464,15 +467,16 @@ def write_report(results: Path, cache: Path | None = None) -> dict:
         "claims": checks,
         "bank": {"n_tasks": bank.get("n_tasks"), "mean_test_accuracy": float(np.mean(bank_acc)) if bank_acc else None},
         "n_cells": {"done": len(rows), "planned": plan.get("n_cells")}})
+    diagnostics = [(results / name).read_text() for name in DIAGNOSTICS if (results / name).is_file()]
     (results / "summary.md").write_text(_markdown(plan, tables, checks, backbones, study_out, bank_acc, figs,
-                                                  len(rows)))
+                                                  len(rows), diagnostics))
     return numbers
 
 
 _VERDICT_MD = {"holds": "holds", "fails": "**fails**", "undecided": "*undecided*"}
 
 
-def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done) -> str:
+def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done, diagnostics=()) -> str:
     p = plan["preset"]
     lr = plan["learning_rates"]
     J = p["iterations"]
@@ -537,6 +541,8 @@ def _markdown(plan, tables, checks, backbones, study_out, bank_acc, figs, n_done
                 f"{pairs['deep_by_c'][c]['mean']:.3f} [{pairs['deep_by_c'][c]['ci'][0]:.3f}, "
                 f"{pairs['deep_by_c'][c]['ci'][1]:.3f}]" if c in pairs["deep_by_c"] else "" for c in cs) +
                          f" | {np.mean([pairs['chance_iou'][g] for g in pairs['deep']]):.3f} |")
+    for text in diagnostics:
+        lines += [""] + [("#" + line if line.startswith("#") else line) for line in text.rstrip().splitlines()]
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     v = plan["versions"]
