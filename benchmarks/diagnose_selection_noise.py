@@ -28,14 +28,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from metaprune.data.tasks import TaskSampler  # noqa: E402
+from metaprune.meta.voting import iou_per_group  # noqa: E402
 from metaprune.paired_statistics import bootstrap_mean_ci  # noqa: E402
 from reproduction import runner  # noqa: E402
 from reproduction.presets import get_preset  # noqa: E402
-
-
-def selection_iou(a: dict, b: dict) -> dict:
-    """IoU per group of two selections given as ``{group: kept channels}``."""
-    return {g: len(set(a[g]) & set(b[g])) / max(1, len(set(a[g]) | set(b[g]))) for g in a}
 
 
 def main(argv=None) -> int:
@@ -64,8 +60,8 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             pruner = runner.bank_pruner(preset, lrs, "cpu").set_params(backbone=backbone, random_state=seed,
                                                                         n_threads=args.threads)
-            selections.append(pruner.fit(X_train, y_train).selection_.to_dict())
-        pairs = [selection_iou(a, b) for a, b in itertools.combinations(selections, 2)]
+            selections.append(pruner.fit(X_train, y_train).selection_)
+        pairs = [iou_per_group(a, b) for a, b in itertools.combinations(selections, 2)]
         per_task[task.task_id] = {g: float(np.mean([p[g] for p in pairs])) for g in pairs[0]}
         print(task.task_id, {g: round(v, 3) for g, v in per_task[task.task_id].items()}, flush=True)
     wall = time.perf_counter() - start
