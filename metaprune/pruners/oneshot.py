@@ -221,7 +221,8 @@ class MetaVotePruner(_OneShotPruner):
     }
 
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
-                 init_channels="voted", init_weights="averaged", n_iterations=100, exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
+                 init_channels="voted", init_weights="averaged", n_iterations=100, exclude=None,
+                 exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
                  lr=3e-2, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
                  recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
                  random_state=None, verbose=0):
@@ -300,8 +301,11 @@ class MetaVotePruner(_OneShotPruner):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.neighbors_ = self._neighbours(X, y, classes)
         ids = [task_id for task_id, _ in self.neighbors_]
-        neighbours = self.bank.pruned_tasks(ids)  # (selection, pruned state) per neighbour, one read
-        selections = [selection for selection, _ in neighbours]
+        if self.init_weights == "pretrained":  # the neighbours' weights are not needed: read their selections only
+            neighbours, selections = None, list(self.bank.selections(ids))
+        else:
+            neighbours = self.bank.pruned_tasks(ids)  # (selection, pruned state) per neighbour, one read
+            selections = [selection for selection, _ in neighbours]
         self.votes_ = vote_counts(selections, space.sizes)
         if self.pruning_ratio is None:
             units = space.units
