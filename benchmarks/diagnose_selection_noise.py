@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     banks = runner.bank_tasks(preset, sampler, tests)
     tasks = [banks[(t.task_id, min(preset.shared))][0] for t in runner.centred(preset, tests)][: args.tasks]
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
-    backbone = runner._backbone(str(runner.CHECKPOINTS / preset.backbone))
+    cache = HERE.parent / "runs" / f"reproduce_{preset.name}"
+    backbone = runner._backbone(runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))["ssl"])
     start = time.perf_counter()
     per_task = {}
     for task in tasks:

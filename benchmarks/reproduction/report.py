@@ -181,12 +181,11 @@ def bank_pair_overlap(bank, classes: dict, deep=("layer3", "layer4")) -> dict:
     """
     if not bank or not classes:
         return {}
-    selections = {t: Selection.from_dict(s) for t, s in bank["selections"].items() if t in classes}
-    ids = sorted(selections)
+    groups = list(bank["sizes"])
+    sets = {t: {g: set(s[g]) for g in groups} for t, s in bank["selections"].items() if t in classes}
+    ids = sorted(sets)
     if len(ids) < 2:
         return {}
-    groups = list(bank["sizes"])
-    sets = {t: {g: set(selections[t][g]) for g in groups} for t in ids}
     by_c: dict = {}
     n_identical = 0
     for i, a in enumerate(ids):
