@@ -14,7 +14,8 @@ from metaprune.backbone.resnet import cifar_resnet18, cifar_resnet50
 from metaprune.channels.selection import Selection
 from metaprune.channels.surgery import extract
 from metaprune.channels.transfer import expand_state, gather_state
-from metaprune.meta.voting import average_weights, iou_per_group, sample_channels, uniform_channels, vote_counts
+from metaprune.meta.voting import (average_head, average_weights, iou_per_group, sample_channels, uniform_channels,
+                                   vote_counts)
 from strategies import selections
 
 SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -338,3 +339,46 @@ def test_average_keeps_the_fallback_dtype(dtype):
     for k in fallback:
         assert got[k].dtype == fallback[k].dtype, k
         torch.testing.assert_close(got[k], expected[k], msg=k)
+
+
+# -- average_head ------------------------------------------------------------------------------------
+
+@SLOW
+@given(sels=st.lists(selections(SPACES[0]), min_size=1, max_size=4), target=selections(SPACES[0]), data=st.data())
+def test_average_head_equals_brute_force_over_full_size_heads(sels, target, data):
+    space = SPACES[0]
+    neighbours = _neighbours(0, sels)  # heads of 7 classes on each neighbour's kept layer4 channels
+    labels = [data.draw(st.permutations(range(10)))[:7] for _ in sels]
+    classes = data.draw(st.permutations(range(10)))[:3]
+    weight, bias, known = average_head(neighbours, labels, classes, target, space)
+    n_full = space.sizes["layer4"]
+    for row, label in enumerate(classes):
+        columns, biases = [], []
+        for (sel, state), names in zip(neighbours, labels):
+            if label in names:
+                full = np.full(n_full, np.nan)
+                full[sel["layer4"]] = state["fc.weight"][names.index(label)].numpy()
+                columns.append(full[target["layer4"]])
+                biases.append(float(state["fc.bias"][names.index(label)]))
+        assert known[row] == bool(columns)
+        if columns:
+            stacked = np.array(columns)
+            present = ~np.isnan(stacked)
+            expected = np.where(present.any(0), np.nansum(stacked, 0) / np.maximum(present.sum(0), 1), 0.0)
+            np.testing.assert_allclose(weight[row], expected, rtol=1e-6, atol=1e-7)
+            assert bias[row] == pytest.approx(np.mean(biases), rel=1e-6, abs=1e-7)
+        else:
+            assert not weight[row].any() and bias[row] == 0.0
+
+
+def test_average_head_rejects_mismatched_heads_and_class_lists():
+    space = SPACES[0]
+    full = Selection.full(space)
+    small = Selection({g.name: [0, 1] for g in space}, space)
+    state = TUNED[0][0].state_dict()  # 7 classes over every layer4 channel
+    with pytest.raises(ValueError, match="2 neighbours but 1 class lists"):
+        average_head([(full, state), (full, state)], [list(range(7))], [0, 1], full, space)
+    with pytest.raises(ValueError, match="7 classes and its selection keeps 2 features"):
+        average_head([(small, state)], [list(range(7))], [0, 1], full, space)
+    with pytest.raises(ValueError, match="shape"):
+        average_head([(full, state)], [list(range(5))], [0, 1], full, space)

@@ -95,6 +95,34 @@ def test_head_reaches_logistic_regression_optimum():
     np.testing.assert_allclose(head.weight.detach().numpy(), ref.coef_, atol=0.05 * np.abs(ref.coef_).max())
 
 
+def test_head_with_a_prior_reaches_the_optimum_centred_on_it():
+    features = penultimate_features(BACKBONE, Xtr)
+    _, y = np.unique(ytr, return_inverse=True)
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=(5, features.shape[1])).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    # no steps: the prior as it is
+    head = fit_linear_head(features, y, 5, max_epochs=0, prior=(centre, bias))
+    assert np.array_equal(head.weight.detach().numpy(), centre) and np.array_equal(head.bias.detach().numpy(), bias)
+    # a zero prior is the usual head
+    plain = fit_linear_head(features, y, 5, l2=1e-3)
+    zero = fit_linear_head(features, y, 5, l2=1e-3, prior=(np.zeros_like(centre), np.zeros(5)))
+    torch.testing.assert_close(zero.weight, plain.weight)
+    # the fit is a stationary point of cross-entropy + l2/2 ||W - centre||^2 (the bias unpenalised)
+    for l2 in (1e-2, 1.0):
+        head = fit_linear_head(features, y, 5, l2=l2, max_epochs=30, prior=(centre, bias))
+        weight = head.weight.detach().clone().requires_grad_(True)
+        b = head.bias.detach().clone().requires_grad_(True)
+        feats = torch.from_numpy(features)
+        loss = torch.nn.functional.cross_entropy(feats @ weight.T + b, torch.from_numpy(y)) \
+            + 0.5 * l2 * (weight - torch.from_numpy(centre)).pow(2).sum()
+        grad_w, grad_b = torch.autograd.grad(loss, (weight, b))
+        assert grad_w.abs().max() < 1e-3 and grad_b.abs().max() < 1e-3
+    assert np.abs(head.weight.detach().numpy() - centre).max() < np.abs(centre).max()  # pulled towards it
+    with pytest.raises(ValueError, match="prior shapes"):
+        fit_linear_head(features, y, 5, prior=(centre[:4], bias[:4]))
+
+
 def test_keep_top_scored_breaks_ties_by_index():
     assert keep_top_scored(np.array([2, 5, 7, 9]), np.array([0.0, 1.0, 0.0, 1.0]), 3).tolist() == [2, 5, 9]
 

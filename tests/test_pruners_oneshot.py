@@ -174,7 +174,32 @@ def test_init_ablations_separate_the_voted_channels_from_the_averaged_weights(ba
                for k, w in _conv_weights(averaged_only.net_.module_).items())
 
 
-@pytest.mark.parametrize("param, value", [("init_channels", "random"), ("init_weights", "zeros")])
+def test_neighbors_head_starts_from_the_neighbours_heads_for_the_shared_classes(bank, new_task):
+    from metaprune.meta.voting import average_head
+
+    X, y, X_test, y_test = new_task
+    zero = dict(FAST, n_iterations=0, pruning_ratio=0.5)
+    as_is = MetaVotePruner(bank, n_neighbors=3, init_head="neighbors", **{**zero, "head_epochs": 0}).fit(X, y)
+    ids = [t for t, _ in as_is.neighbors_]
+    labels = [bank.record(t, weights=False).classes for t in ids]
+    weight, bias, known = average_head(bank.pruned_tasks(ids), labels, as_is.classes_, as_is.selection_,
+                                       bank.filter_space)
+    assert known.sum() >= 3  # the nearest tasks share classes with the new one
+    head = as_is.net_.module_.fc
+    np.testing.assert_allclose(head.weight.detach().numpy(), weight, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(head.bias.detach().numpy(), bias, rtol=1e-6, atol=1e-7)
+    # trained from there: the same sub-network and body as the method's, another head
+    trained = MetaVotePruner(bank, n_neighbors=3, **zero).fit(X, y)
+    centred = MetaVotePruner(bank, n_neighbors=3, init_head="neighbors", **zero).fit(X, y)
+    assert centred.selection_ == trained.selection_ == as_is.selection_
+    body = {k: v for k, v in trained.net_.module_.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(v, centred.net_.module_.state_dict()[k]) for k, v in body.items())
+    assert not torch.equal(centred.net_.module_.fc.weight, trained.net_.module_.fc.weight)
+    assert centred.score(X_test, y_test) > 0.35  # 5-way, chance 0.2
+
+
+@pytest.mark.parametrize("param, value", [("init_channels", "random"), ("init_weights", "zeros"),
+                                          ("init_head", "zeros")])
 def test_unknown_init_ablation_is_refused(bank, new_task, param, value):
     X, y, _, _ = new_task
     with pytest.raises(ValueError, match=param):

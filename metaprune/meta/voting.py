@@ -11,6 +11,8 @@ pruned and indexed through their selection.
 * :func:`uniform_channels`: the random baseline (the same sampler on zero votes);
 * :func:`average_weights`: the new sub-network's initial weights, each the mean over the
   neighbours that have it, the pre-trained value where none has;
+* :func:`average_head`: the neighbours' head rows for the classes they share with the new
+  task, averaged in its channel numbering (a prior for its head; beyond the paper);
 * :func:`iou_per_group`: overlap of two selections (the paper's Fig. 3 analysis).
 """
 
@@ -26,7 +28,8 @@ from ..channels.filter_space import FilterSpace
 from ..channels.selection import Selection, in_blocks
 from ..data.random_state import as_generator
 
-__all__ = ["vote_counts", "sample_channels", "uniform_channels", "average_weights", "iou_per_group"]
+__all__ = ["vote_counts", "sample_channels", "uniform_channels", "average_weights", "average_head",
+           "iou_per_group"]
 
 
 # -- votes ----------------------------------------------------------------------------------------
@@ -307,6 +310,85 @@ def average_weights(neighbours: Sequence, target: Selection, space: FilterSpace,
             mean = np.where(count > 0, total / count, base)
         out[key] = torch.from_numpy(mean).to(device=full.device, dtype=full.dtype)
     return out
+
+
+def average_head(neighbours: Sequence, neighbour_classes: Sequence, classes, target: Selection,
+                 space: FilterSpace) -> tuple:
+    """The neighbours' task heads, mapped onto the new task's classes and channels, averaged.
+
+    A neighbour's head row for class ``k`` says how that class reads the neighbour's last
+    features; where the new task has class ``k`` too and keeps a feature channel the neighbour
+    kept, that weight is a guess at the new task's. Each entry is the mean over the
+    neighbours that have both the class and the channel; a bias, over those that have the
+    class. Entries no neighbour has are zero, the usual starting point of a head.
+
+    Parameters
+    ----------
+    neighbours : sequence of (Selection, mapping of str to torch.Tensor)
+        As in :func:`average_weights`; each state holds the neighbour's head
+        (``<head>.weight`` of shape ``(n_classes_i, n_features_i)``, optional ``<head>.bias``).
+    neighbour_classes : sequence of array-like
+        The class labels of each neighbour, in the order of its head's rows.
+    classes : array-like
+        The new task's class labels, in the order of its head's rows.
+    target : Selection
+        The new task's channels.
+    space : FilterSpace
+        The pre-trained network's filter space; its head's input axis maps the features.
+
+    Returns
+    -------
+    weight : numpy.ndarray of shape (len(classes), n_features), float64
+    bias : numpy.ndarray of shape (len(classes),), float64
+    known : numpy.ndarray of bool, shape (len(classes),)
+        Which classes at least one neighbour has.
+
+    Raises
+    ------
+    ValueError
+        If the counts of neighbours and class lists differ, or a neighbour's head does not
+        match its classes or its selection.
+    """
+    from ..channels.filter_space import head_name
+
+    if len(neighbours) != len(neighbour_classes):
+        raise ValueError(f"{len(neighbours)} neighbours but {len(neighbour_classes)} class lists")
+    target.validate(space)
+    head = head_name(space)
+    axis = space.tensor_axes(f"{head}.weight")[1]
+    n_features = len(space.axis_positions(axis, target))
+    classes = list(np.asarray(classes).tolist())
+    weight_sum = np.zeros((len(classes), n_features))
+    weight_count = np.zeros((len(classes), n_features))
+    bias_sum = np.zeros(len(classes))
+    bias_count = np.zeros(len(classes))
+    known = np.zeros(len(classes), dtype=bool)
+    for i, ((selection, state), labels) in enumerate(zip(neighbours, neighbour_classes)):
+        selection = selection.validate(space)
+        labels = list(np.asarray(labels).tolist())
+        weight = _as_numpy(state[f"{head}.weight"])
+        positions = _CommonPositions(space, target, selection)
+        if weight.shape != (len(labels), positions.kept(axis)):
+            raise ValueError(f"neighbour {i}'s head has shape {weight.shape}, but it has {len(labels)} "
+                             f"classes and its selection keeps {positions.kept(axis)} features")
+        bias = state.get(f"{head}.bias")
+        bias = None if bias is None else _as_numpy(bias)
+        in_target, in_neighbour = positions[axis]
+        row_of = {label: row for row, label in enumerate(labels)}
+        for row, label in enumerate(classes):
+            source = row_of.get(label)
+            if source is None:
+                continue
+            known[row] = True
+            weight_sum[row, in_target] += weight[source, in_neighbour]
+            weight_count[row, in_target] += 1
+            if bias is not None:
+                bias_sum[row] += bias[source]
+                bias_count[row] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(weight_count > 0, weight_sum / weight_count, 0.0)
+        bias = np.where(bias_count > 0, bias_sum / bias_count, 0.0)
+    return weight, bias, known
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -94,16 +94,18 @@ class BasePruner(ClassifierMixin, BaseEstimator):
         return int(check_random_state(self.random_state).randint(2**31))
 
     def _new_head(self, module: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int,
-                  features=None) -> nn.Linear:
+                  features=None, prior=None) -> nn.Linear:
         """Train a task head for ``module`` on its frozen features (computed once).
 
         ``features`` are those features when the caller has them already (the pre-trained
         network's features of images that several tasks share); their FLOPs count the same.
+        ``prior`` is the head's starting point and the centre of its penalty
+        (:func:`~metaprune.pruners.linear_head.fit_linear_head`).
         """
         if features is None:
             features = penultimate_features(module, X, batch_size=max(self.batch_size, 256), device=self.device)
         self.train_flops_ += self._forward_flops(module, X) * len(X)
-        return fit_linear_head(features, y, n_classes, l2=self.head_l2, max_epochs=self.head_epochs,
+        return fit_linear_head(features, y, n_classes, l2=self.head_l2, max_epochs=self.head_epochs, prior=prior,
                                device=self.device)
 
     def _forward_flops(self, module, X) -> int:

@@ -21,7 +21,7 @@ from ..meta.similarity import SharedClassSimilarity
 from ..channels.filter_space import head_name
 from ..channels.surgery import extract
 from ..runtime.threads import uses_threads
-from ..meta.voting import average_weights, sample_channels, uniform_channels, vote_counts
+from ..meta.voting import average_head, average_weights, sample_channels, uniform_channels, vote_counts
 from .base import BasePruner
 from .params import Interval, Options
 
@@ -32,7 +32,8 @@ class _OneShotPruner(BasePruner):
     """Shared ``fit``: choose a sub-network, initialise it, train a head, fine-tune."""
 
     def _initial_subnetwork(self, X, y, classes, space, rng):
-        """Return ``(selection, pruned_state or None)``; None keeps the pre-trained weights."""
+        """Return ``(selection, pruned_state or None, head_prior or None)``: None keeps the
+        pre-trained weights, and a head prior ``(weight, bias)`` is where the head starts."""
         raise NotImplementedError
 
     @uses_threads
@@ -75,7 +76,8 @@ class _OneShotRun:
         self.n_classes = len(self.classes)
         space = self.space
         rng = check_random_state(pruner._seed_)
-        self.selection, state = pruner._initial_subnetwork(self.X, self.classes[self.y], self.classes, space, rng)
+        labels = self.classes[self.y]
+        self.selection, state, head_prior = pruner._initial_subnetwork(self.X, labels, self.classes, space, rng)
         module = extract(pruner._backbone(), self.selection, space)
         if state is not None:
             missing, unexpected = module.load_state_dict(state, strict=False)
@@ -86,7 +88,8 @@ class _OneShotRun:
         module = module.to(pruner.device).eval()
         if pruner.recalibrate_bn:  # the sub-network's channels see other inputs than in the donors' networks
             pruner._recalibrate(module, self.X)
-        task_head = pruner._new_head(module, self.X, self.y, self.n_classes).to(pruner.device)
+        task_head = pruner._new_head(module, self.X, self.y, self.n_classes, prior=head_prior)
+        task_head = task_head.to(pruner.device)
         module.set_submodule(head_name(module), task_head)
         self.module = module
         self.n_steps = pruner.n_iterations
@@ -147,7 +150,7 @@ class UniformPruner(_OneShotPruner):
 
     def _initial_subnetwork(self, X, y, classes, space, rng):
         return uniform_channels(space.sizes, space.n_keep(self.pruning_ratio), random_state=rng,
-                                units=space.units), None
+                                units=space.units), None, None
 
 
 class MetaVotePruner(_OneShotPruner):
@@ -183,6 +186,12 @@ class MetaVotePruner(_OneShotPruner):
         pre-trained backbone's (an ablation). With ``"uniform"`` and ``"pretrained"`` the fit
         is :class:`UniformPruner`'s with the same ``random_state``; the two mixed settings
         tell how much of MVP's start comes from the channels and how much from the weights.
+    init_head : {"trained", "neighbors"}, default="trained"
+        How the head starts: trained from zero on the sub-network's frozen features (step 4,
+        the method), or from the neighbours' heads for the classes they share with the new
+        task, mapped into its channels (:func:`~metaprune.meta.voting.average_head`), and
+        trained with its penalty centred there instead of at zero (beyond the paper; with
+        ``head_epochs=0`` the neighbours' head is used as it is).
     n_iterations : int, default=100
         Fine-tuning SGD iterations.
     exclude : collection of str, optional
@@ -218,11 +227,12 @@ class MetaVotePruner(_OneShotPruner):
         "exclude_shared_classes": Options(True, False),
         "init_channels": Options("voted", "uniform"),
         "init_weights": Options("averaged", "pretrained"),
+        "init_head": Options("trained", "neighbors"),
     }
 
     def __init__(self, bank=None, *, n_neighbors=10, similarity=None, temperature=0.025, pruning_ratio=None,
-                 init_channels="voted", init_weights="averaged", n_iterations=100, exclude=None,
-                 exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
+                 init_channels="voted", init_weights="averaged", init_head="trained", n_iterations=100,
+                 exclude=None, exclude_shared_classes=False, head_epochs=10, head_l2=1e-3,
                  lr=3e-2, batch_size=128, momentum=0.9, weight_decay=5e-4, score_batch_size=256,
                  recalibrate_bn=True, input_shape=None, device="cpu", n_threads="auto", callbacks=None,
                  random_state=None, verbose=0):
@@ -233,6 +243,7 @@ class MetaVotePruner(_OneShotPruner):
         self.pruning_ratio = pruning_ratio
         self.init_channels = init_channels
         self.init_weights = init_weights
+        self.init_head = init_head
         self.n_iterations = n_iterations
         self.exclude = exclude
         self.exclude_shared_classes = exclude_shared_classes
@@ -301,11 +312,12 @@ class MetaVotePruner(_OneShotPruner):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.neighbors_ = self._neighbours(X, y, classes)
         ids = [task_id for task_id, _ in self.neighbors_]
-        if self.init_weights == "pretrained":  # the neighbours' weights are not needed: read their selections only
-            neighbours, selections = None, list(self.bank.selections(ids))
-        else:
+        needs_states = self.init_weights == "averaged" or self.init_head == "neighbors"
+        if needs_states:
             neighbours = self.bank.pruned_tasks(ids)  # (selection, pruned state) per neighbour, one read
             selections = [selection for selection, _ in neighbours]
+        else:  # the neighbours' weights are not needed: read their selections only
+            neighbours, selections = None, list(self.bank.selections(ids))
         self.votes_ = vote_counts(selections, space.sizes)
         if self.pruning_ratio is None:
             units = space.units
@@ -318,12 +330,16 @@ class MetaVotePruner(_OneShotPruner):
             target = uniform_channels(space.sizes, n_keep, random_state=rng, units=space.units)
         else:
             target = sample_channels(self.votes_, n_keep, self.temperature, random_state=rng, units=space.units)
+        head_prior = None
+        if self.init_head == "neighbors":
+            labels = [self.bank.record(task_id, weights=False).classes for task_id in ids]
+            weight, bias, _ = average_head(neighbours, labels, classes, target, space)
+            head_prior = (weight, bias)
         if self.init_weights == "pretrained":
-            return target, None
+            return target, None, head_prior
         head = _head_modules(space)
         fallback = {k: v for k, v in self._backbone().state_dict().items() if k.rpartition(".")[0] not in head}
-        state = average_weights(neighbours, target, space, fallback)
-        return target, state
+        return target, average_weights(neighbours, target, space, fallback), head_prior
 
 
 def _head_modules(space) -> set:
