@@ -122,8 +122,9 @@ def main(argv=None) -> int:
     shared = args.shared or list(preset.shared)
     X, y = runner.load_data(preset)
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
-    cells = [c for c in diagnostic_cells(_evaluation_cells(preset, X, y, results, cache, backbones, shared),
-                                         max(preset.neighbors)) if c["start"] == "uniform" or c["shared"] in shared]
+    run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, shared)
+    cells = [c for c in diagnostic_cells(run_cells, max(preset.neighbors))
+             if c["start"] == "uniform" or c["shared"] in shared]
     start = time.perf_counter()
     rows = []
     for cell in cells:
@@ -138,30 +139,6 @@ def main(argv=None) -> int:
     (results / "diagnostics_init.md").write_text(text)
     print(text)
     return 0
-
-
-def _evaluation_cells(preset, X, y, results, cache, backbones, shared):
-    """The run's experiment cells, rebuilt from its seeds, bank and tuning cells.
-
-    Bank tasks of the ``shared`` counts that the cache's bank lacks (a fresh machine) are
-    built first with the run's own pruner and seeds.
-    """
-    from metaprune import PrunedModelBank
-    from metaprune.data.tasks import TaskSampler
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
-    tests = runner.test_tasks(preset, sampler)
-    banks = runner.bank_tasks(preset, sampler, tests)
-    lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
-    path = cache / "bank.sqlite"
-    cache.mkdir(parents=True, exist_ok=True)
-    with (PrunedModelBank.open(path) if path.is_file() else
-          PrunedModelBank(runner._backbone(backbones["ssl"]), path=path)) as bank:
-        todo = [t for (_, c), ts in banks.items() if c in shared for t in ts if t.task_id not in bank]
-        if todo:
-            print(f"building {len(todo)} bank tasks the cache lacks", flush=True)
-            bank.build(todo, runner.bank_pruner(preset, lrs, "cpu"), X, y, n_jobs=preset.n_jobs, progress=False)
-        ids = list(bank.task_ids)
-    return runner.evaluation_cells(preset, sampler, tests, banks, ids, lrs)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,25 @@ def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
         assert e["MVP - Uniform (total)"] == pytest.approx(e["weights, on random channels"]
                                                            + e["channels, with averaged weights"], abs=1e-12)
     assert "## The advantage split two ways" in (results / "diagnostics_init.md").read_text()
+
+
+def test_head_diagnostic_fits_each_head_start_at_each_length(smoke):
+    root, _ = smoke
+    results = root / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "diagnose_heads.py"), "--preset", "smoke",
+                           "--results", str(results), "--cache", str(root / "cache")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((results / "diagnostics_heads.json").read_text())
+    p = json.loads((results / "results.json").read_text())["plan"]["preset"]
+    rows = out["rows"]
+    # groups I and II, every c, three head starts, three lengths
+    assert len(rows) == p["n_test_tasks"] * 2 * len(p["shared"]) * 3 * 3
+    assert {r["iterations"] for r in rows} == {0, 10, 100}
+    as_is = [r for r in rows if r["start"] == "as is"]
+    assert as_is and all(r["head_epochs"] == 0 and r["init_head"] == "neighbors" for r in as_is)
+    for entry in out["summary"].values():
+        means = entry["accuracy"]
+        d = entry["versus_trained"]["neighbors"]["mean_difference"]
+        assert d == pytest.approx(means["neighbors"] - means["trained"], abs=1e-12)  # the same tasks paired
+    assert "| group | c | iterations |" in (results / "diagnostics_heads.md").read_text()

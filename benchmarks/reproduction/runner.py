@@ -201,7 +201,8 @@ def _backbone(path: str):
 
 
 def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | None, device: str, callbacks):
-    common = dict(batch_size=preset.batch_size, head_epochs=preset.head_epochs, lr=cell["lr"], device=device,
+    common = dict(batch_size=preset.batch_size, head_epochs=cell.get("head_epochs", preset.head_epochs), lr=cell["lr"],
+                  device=device,
                   random_state=preset.seed, callbacks=callbacks,
                   n_threads=None)  # run_cell pins the cell's threads
     J = cell["iterations"]
@@ -218,7 +219,8 @@ def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | Non
                               temperature=preset.temperature, pruning_ratio=preset.pruning_ratio, n_iterations=J,
                               exclude=cell.get("exclude"), exclude_shared_classes=cell.get("exclude_shared", False),
                               init_channels=cell.get("init_channels", "voted"),
-                              init_weights=cell.get("init_weights", "averaged"), **common)
+                              init_weights=cell.get("init_weights", "averaged"),
+                              init_head=cell.get("init_head", "trained"), **common)
     raise ValueError(f"unknown method {cell['method']!r}")
 
 
@@ -405,6 +407,28 @@ def bank_pruner(preset: Preset, lrs: dict, device: str) -> IterativeFilterPruner
         pruning_ratio=preset.pruning_ratio, n_iterations=J, prune_every=prune_every(preset, J),
         lr=lrs["ifp_full"], batch_size=preset.batch_size, head_epochs=preset.head_epochs, device=device,
         random_state=preset.seed, n_threads=None)
+
+
+def rebuilt_evaluation_cells(preset: Preset, X, y, results: Path, cache: Path, backbones: dict, shared) -> list:
+    """A finished run's experiment cells, rebuilt from its seeds, bank and tuning cells (diagnostics).
+
+    Bank tasks of the ``shared`` counts that the cache's bank lacks (a fresh machine) are
+    built first with the run's own pruner and seeds.
+    """
+    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    tests = test_tasks(preset, sampler)
+    banks = bank_tasks(preset, sampler, tests)
+    lrs = choose_learning_rates(preset, load_rows(results))
+    path = cache / "bank.sqlite"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (PrunedModelBank.open(path) if path.is_file() else
+          PrunedModelBank(_backbone(backbones["ssl"]), path=path)) as bank:
+        todo = [t for (_, c), ts in banks.items() if c in shared for t in ts if t.task_id not in bank]
+        if todo:
+            print(f"building {len(todo)} bank tasks the cache lacks", flush=True)
+            bank.build(todo, bank_pruner(preset, lrs, "cpu"), X, y, n_jobs=preset.n_jobs, progress=False)
+        ids = list(bank.task_ids)
+    return evaluation_cells(preset, sampler, tests, banks, ids, lrs)
 
 
 def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None, log=print) -> dict:
