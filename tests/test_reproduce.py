@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,33 @@ def test_head_diagnostic_fits_each_head_start_at_each_length(smoke):
         d = entry["versus_trained"]["neighbors"]["mean_difference"]
         assert d == pytest.approx(means["neighbors"] - means["trained"], abs=1e-12)  # the same tasks paired
     assert "| group | c | iterations |" in (results / "diagnostics_heads.md").read_text()
+
+
+def test_first_event_selections_are_ifps_own_first_event():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from diagnose_first_event import first_event_selections
+    from metaprune import IterativeFilterPruner
+    from metaprune.backbone.resnet import cifar_resnet18
+    from metaprune.channels.filter_space import FilterSpace
+    from metaprune.data.loaders import load_digits_images
+    from metaprune.data.preprocessing import ImageToTensor
+    from metaprune.data.tasks import TaskSampler
+
+    data = load_digits_images()
+    X = ImageToTensor().fit_transform(data.images)
+    tasks = TaskSampler(data.labels, n_test_per_class=20, random_state=0).sample(2, n_way=3, random_state=1)
+    torch.manual_seed(0)
+    backbone = cifar_resnet18(width=4, in_channels=1, num_classes=10)
+    space = FilterSpace.from_model(backbone)
+    pruner = IterativeFilterPruner(backbone, pruning_ratio=0.75, n_iterations=4, prune_every=2, batch_size=32,
+                                   head_epochs=1, random_state=0)
+    schedule = pruner._schedule(space)
+    counts = {"first": {g: int(n[0]) for g, n in schedule.items()}}
+    got, n_images = first_event_selections(pruner._prepared_backbone(), space, tasks, X, counts, space.units)
+    assert n_images == len(np.unique(np.concatenate([t.train_index for t in tasks])))
+    for task in tasks:
+        X_train, y_train, _, _ = task.split(X, data.labels)
+        at, selection = pruner.fit(X_train, y_train).pruning_path_[0]
+        assert at == 0
+        assert {g: list(v) for g, v in selection.to_dict().items()} == got["first"][task.task_id]

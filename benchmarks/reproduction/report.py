@@ -21,7 +21,8 @@ from metaprune.paired_statistics import bootstrap_mean_ci, compare_paired
 from .runner import _write_json, load_rows
 
 # written by benchmarks/diagnose_init.py and diagnose_selection_noise.py; shown in the summary when present
-DIAGNOSTICS = ("diagnostics_init.md", "diagnostics_seed_noise.md")
+DIAGNOSTICS = ("diagnostics_init.md", "diagnostics_seed_noise.md", "diagnostics_first_event.md",
+               "diagnostics_heads.md")
 
 SCALARS = ["id", "group", "method", "task", "multiple", "iterations", "n_iter", "shared", "n_neighbors", "similarity",
            "backbone", "lr", "n_train", "n_test", "accuracy", "fit_time_s", "train_flops", "flops", "params",
