@@ -202,3 +202,38 @@ def test_first_event_selections_are_ifps_own_first_event():
         at, selection = pruner.fit(X_train, y_train).pruning_path_[0]
         assert at == 0
         assert {g: list(v) for g, v in selection.to_dict().items()} == got["first"][task.task_id]
+
+
+def test_mvp_gets_its_own_rate_from_a_validation_bank(smoke):
+    root, _ = smoke
+    results = root / "results"
+    plan = json.loads((results / "plan.json").read_text())
+    p, lrs = plan["preset"], plan["learning_rates"]
+    assert lrs["mvp"] in p["mvp_lr_grid"] and len(lrs["validation_accuracy"]["mvp"]) == len(p["mvp_lr_grid"])
+    cells = list(csv.DictReader((results / "cells.csv").open()))
+    tuning = [c for c in cells if c["id"].startswith("tune/mvp/")]
+    assert len(tuning) == p["n_validation_tasks"] * len(p["mvp_lr_grid"])
+    evaluated = [c for c in cells if c["stage"] != "tune"]
+    assert all(float(c["lr"]) == lrs["mvp"] for c in evaluated if c["method"] == "mvp")
+    assert all(float(c["lr"]) == lrs["oneshot"] for c in evaluated if c["method"] == "uniform")
+
+
+def test_validation_bank_never_sees_a_validation_or_test_image():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from metaprune.data.tasks import TaskSampler
+    from reproduction import runner
+    from reproduction.presets import get_preset
+
+    preset = get_preset("smoke", n_validation_tasks=2)
+    X, y = runner.load_data(preset)
+    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    validation = runner.validation_tasks(preset, sampler, y)
+    banks = runner.validation_bank_tasks(preset, sampler, y)
+    held_out = np.concatenate([t.test_index for t in validation] + [sampler.test_pools[c] for c in sampler.classes])
+    for task in validation:
+        around = banks[(task.task_id, preset.mvp_tuning_shared)]
+        assert len(around) == max(preset.neighbors)
+        for t in around:
+            assert len(set(t.classes) & set(task.classes)) == preset.mvp_tuning_shared
+            assert not np.isin(t.train_index, held_out).any()
+            assert (y[t.train_index][:, None] == np.asarray(t.classes)).any(1).all()

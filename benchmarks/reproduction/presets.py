@@ -48,6 +48,10 @@ class Preset:
     ifp_lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     ifp_limited_lr_grid: tuple | None = None  # Group II's IFP grid (None: ifp_lr_grid)
     oneshot_lr_grid: tuple = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    # MVP's own rate, chosen on the validation tasks with a validation bank built around them
+    # (None: MVP uses the rate chosen for Uniform, oneshot_lr_grid)
+    mvp_lr_grid: tuple | None = None
+    mvp_tuning_shared: int = 3        # c of the validation bank's tasks
     n_validation_tasks: int = 3
     n_validation_per_class: int = 80
     tune_ifp_multiple: int = 5
@@ -66,7 +70,8 @@ PRESETS = {
         name="smoke", dataset="digits", backbone="random", supervised_backbone="random", width=2, n_way=3,
         n_test_per_class=20, n_test_tasks=2, shared=(1, 2), neighbors=(1, 2), batch_size=32, head_epochs=2,
         bank_iterations=4, iterations=4, ifp_multiples=(1, 2), ifp_multiples_limited=(1,), limited_per_class=40,
-        ifp_lr_grid=(1e-2,), oneshot_lr_grid=(1e-2, 3e-2), n_validation_tasks=1, n_validation_per_class=20,
+        ifp_lr_grid=(1e-2,), oneshot_lr_grid=(1e-2, 3e-2), mvp_lr_grid=(3e-3, 3e-2), mvp_tuning_shared=2,
+        n_validation_tasks=1, n_validation_per_class=20,
         tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5,
         threads_per_job=1),  # tiny networks: a second thread only adds synchronisation
     "cpu": Preset(

@@ -131,17 +131,42 @@ def limited(preset: Preset, sampler: TaskSampler, task: Task) -> Task:
     return t
 
 
+def _validation_sampler(preset: Preset, sampler: TaskSampler, y: np.ndarray) -> tuple:
+    """A sampler over the training pools only, and the map from its indices to the data set's."""
+    pool = np.sort(np.concatenate([sampler.train_pools[c] for c in sampler.classes]))
+    return TaskSampler(y[pool], n_test_per_class=preset.n_validation_per_class, random_state=preset.seed + 7), pool
+
+
+def _mapped(task: Task, pool: np.ndarray) -> Task:
+    return Task(task.task_id, task.classes, pool[task.train_index], pool[task.test_index])
+
+
 def validation_tasks(preset: Preset, sampler: TaskSampler, y: np.ndarray, per_class=None) -> list:
     """Tasks for choosing learning rates, made only of training-pool images.
 
     A second sampler splits the training pools into validation-train and validation-test
     parts; indices are mapped back to the full data set.
     """
-    pool = np.sort(np.concatenate([sampler.train_pools[c] for c in sampler.classes]))
-    inner = TaskSampler(y[pool], n_test_per_class=preset.n_validation_per_class, random_state=preset.seed + 7)
+    inner, pool = _validation_sampler(preset, sampler, y)
     tasks = inner.sample(preset.n_validation_tasks, n_way=preset.n_way, n_train_per_class=per_class,
                          prefix="val" if per_class is None else "val-limited", random_state=preset.seed + 8)
-    return [Task(t.task_id, t.classes, pool[t.train_index], pool[t.test_index]) for t in tasks]
+    return [_mapped(t, pool) for t in tasks]
+
+
+def validation_bank_tasks(preset: Preset, sampler: TaskSampler, y: np.ndarray) -> dict:
+    """Bank tasks around each (full-data) validation task, for tuning MVP's own learning rate.
+
+    ``max(N)`` tasks sharing ``preset.mvp_tuning_shared`` classes with each validation task,
+    drawn from the validation-train parts only: no validation-test image reaches a neighbour.
+    """
+    inner, pool = _validation_sampler(preset, sampler, y)
+    c = preset.mvp_tuning_shared
+    out = {}
+    for i, task in enumerate(validation_tasks(preset, sampler, y)):
+        rng = np.random.default_rng([preset.seed, 3, i, c])
+        out[(task.task_id, c)] = [_mapped(t, pool) for t in inner.sharing(
+            task, n_shared=c, n_tasks=max(preset.neighbors), prefix=f"valbank-{task.task_id}-c{c}", random_state=rng)]
+    return out
 
 
 # -- one cell ----------------------------------------------------------------------------------------
@@ -280,6 +305,20 @@ def tuning_cells(preset, sampler, y) -> list:
     return cells
 
 
+def mvp_tuning_cells(preset, sampler, y, bank_ids: list) -> list:
+    """MVP on each validation task with its own validation bank's ``max(N)`` neighbours, per rate."""
+    cells = []
+    c, n = preset.mvp_tuning_shared, max(preset.neighbors)
+    banks = validation_bank_tasks(preset, sampler, y)
+    for task in validation_tasks(preset, sampler, y):
+        allowed = {t.task_id for t in banks[(task.task_id, c)]}
+        for lr in preset.mvp_lr_grid:
+            cells.append(_cell(f"tune/mvp/{task.task_id}/lr{lr:g}", "mvp", task, stage="tune", regime="full",
+                               iterations=preset.iterations, lr=lr, n_neighbors=n, shared=c, similarity="shared",
+                               exclude=[i for i in bank_ids if i not in allowed]))
+    return cells
+
+
 def _limited_grid(preset) -> tuple:
     return preset.ifp_lr_grid if preset.ifp_limited_lr_grid is None else preset.ifp_limited_lr_grid
 
@@ -298,13 +337,17 @@ def choose_learning_rates(preset, rows: dict) -> dict:
     ifp_full, m1 = best(preset.ifp_lr_grid, "tune/ifp/full/")
     ifp_limited, m2 = best(_limited_grid(preset), "tune/ifp/limited/")
     oneshot, m3 = best(preset.oneshot_lr_grid, "tune/uniform/")
-    return {"ifp_full": ifp_full, "ifp_limited": ifp_limited, "oneshot": oneshot,
-            "validation_accuracy": {"ifp_full": m1, "ifp_limited": m2, "oneshot": m3}}
+    out = {"ifp_full": ifp_full, "ifp_limited": ifp_limited, "oneshot": oneshot,
+           "validation_accuracy": {"ifp_full": m1, "ifp_limited": m2, "oneshot": m3}}
+    if preset.mvp_lr_grid is not None:  # MVP's own rate, tuned with a validation bank
+        out["mvp"], out["validation_accuracy"]["mvp"] = best(preset.mvp_lr_grid, "tune/mvp/")
+    return out
 
 
 def evaluation_cells(preset, sampler, tests, banks: dict, bank_ids: list, lrs: dict) -> list:
     """Every fit of the experiments, cheap ones first and the 25x IFP runs last."""
     J = preset.iterations
+    mvp_lr = lrs.get("mvp", lrs["oneshot"])  # MVP's own tuned rate where the preset tunes one
     first, last = [], []
     for task in tests:
         groups = [("I", task, lrs["ifp_full"], preset.ifp_multiples)]
@@ -325,11 +368,11 @@ def evaluation_cells(preset, sampler, tests, banks: dict, bank_ids: list, lrs: d
                 for n in preset.neighbors:
                     allowed = set(ids[:n])
                     first.append(_cell(f"{group}/{task.task_id}/mvp/c{c}/N{n}", "mvp", t, group=group, iterations=J,
-                                       lr=lrs["oneshot"], n_neighbors=n, shared=c, similarity="shared",
+                                       lr=mvp_lr, n_neighbors=n, shared=c, similarity="shared",
                                        exclude=[i for i in bank_ids if i not in allowed]))
         for n in preset.neighbors:
             first.append(_cell(f"III/{task.task_id}/mvp/N{n}", "mvp", task, group="III", iterations=J,
-                               lr=lrs["oneshot"], n_neighbors=n, similarity="prototype", exclude_shared=True))
+                               lr=mvp_lr, n_neighbors=n, similarity="prototype", exclude_shared=True))
         for m in (1, preset.study_iterations_multiple):
             first.append(_cell(f"study/{task.task_id}/ifp-supervised/x{m}", "ifp", task, group="study",
                                iterations=m * J, multiple=m, lr=lrs["ifp_full"], backbone="sup",
@@ -444,6 +487,17 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
     run_cells(tuning_cells(preset, sampler, y), preset, X, y, backbones, None, results, device, preset.n_jobs,
               max_cells, log)
     lrs = choose_learning_rates(preset, load_rows(results))
+    if preset.mvp_lr_grid is not None:
+        val_path = cache / "validation_bank.sqlite"
+        val_tasks = [t for ts in validation_bank_tasks(preset, sampler, y).values() for t in ts]
+        log(f"[{preset.name}] stage 1b: MVP's learning rate with a validation bank of {len(val_tasks)} tasks")
+        with (PrunedModelBank.open(val_path) if val_path.is_file() else
+              PrunedModelBank(_backbone(backbones["ssl"]), path=val_path)) as val_bank:
+            val_bank.build(val_tasks, bank_pruner(preset, lrs, device), X, y, n_jobs=preset.n_jobs, progress=False)
+            val_ids = list(val_bank.task_ids)
+        run_cells(mvp_tuning_cells(preset, sampler, y, val_ids), preset, X, y, backbones, str(val_path), results,
+                  device, preset.n_jobs, max_cells, log)
+        lrs = choose_learning_rates(preset, load_rows(results))
     log(f"chosen learning rates: {lrs}")
 
     banks = bank_tasks(preset, sampler, tests)
