@@ -237,3 +237,36 @@ def test_validation_bank_never_sees_a_validation_or_test_image():
             assert len(set(t.classes) & set(task.classes)) == preset.mvp_tuning_shared
             assert not np.isin(t.train_index, held_out).any()
             assert (y[t.train_index][:, None] == np.asarray(t.classes)).any(1).all()
+
+
+@pytest.mark.parametrize("name", ["cpu", "cpu-paper", "cpu-paper-r96", "cpu-paper-paper-lr", "paper"])
+def test_each_cifar_preset_plans_a_leak_free_bank_and_its_cells(name):
+    """The plan of every CIFAR-100 preset, built on CIFAR-shaped labels (100 classes x 500) without data."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from metaprune.data.tasks import TaskSampler
+    from reproduction import runner
+    from reproduction.presets import get_preset
+
+    preset = get_preset(name)
+    y = np.repeat(np.arange(100), 500)
+    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    tests = runner.test_tasks(preset, sampler)
+    banks = runner.bank_tasks(preset, sampler, tests)
+    n_centred = preset.n_centred_tasks or preset.n_test_tasks
+    assert len(tests) == preset.n_test_tasks and len(banks) == n_centred * len(preset.shared)
+    held_out = np.concatenate([t.test_index for t in tests])
+    for (target, c), around in banks.items():
+        target_classes = next(t.classes for t in tests if t.task_id == target)
+        assert len(around) == max(preset.neighbors)
+        assert all(len(set(t.classes) & set(target_classes)) == c for t in around)
+        assert not any(np.isin(t.train_index, held_out).any() for t in around)
+    ids = [t.task_id for ts in banks.values() for t in ts]
+    lrs = {"ifp_full": 1e-2, "ifp_limited": 1e-2, "oneshot": 1e-2, "mvp": 3e-3}
+    cells = runner.evaluation_cells(preset, sampler, tests, banks, ids, lrs)
+    mvp_c = [c for c in cells if c["method"] == "mvp" and c["group"] in ("I", "II")]
+    assert len(mvp_c) == 2 * n_centred * len(preset.shared) * len(preset.neighbors)
+    assert all(len(ids) - len(c["exclude"]) == c["n_neighbors"] for c in mvp_c)  # only its own neighbours vote
+    if preset.mvp_lr_grid is not None:
+        val = runner.validation_bank_tasks(preset, sampler, y)
+        assert sum(map(len, val.values())) == preset.n_validation_tasks * max(preset.neighbors)
+        assert not any(np.isin(t.train_index, held_out).any() for ts in val.values() for t in ts)

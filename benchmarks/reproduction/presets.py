@@ -2,7 +2,11 @@
 
 ``smoke`` checks the plumbing in seconds (scikit-learn digits, random-init backbones);
 ``cpu`` runs on real CIFAR-100 with the committed width-16 checkpoints within about two
-hours on 2 cores; ``paper`` uses the paper's sizes (full-width ResNet-18, 280 training +
+hours on 2 cores; ``cpu-paper`` follows the paper's protocol where 2 cores allow (30 test
+tasks, bank IFP at J = 200 and h = 60, MVP's own tuned rate), at r = 0.9 and, as
+``cpu-paper-r96``, r = 0.96, with ``cpu-paper-paper-lr`` running the paper's own
+hyperparameters untuned (each about 4 hours on 2 cores, estimated from the per-fit costs in
+``benchmarks/results/phase_costs.md``; not run yet); ``paper`` uses the paper's sizes (full-width ResNet-18, 280 training +
 30 test tasks) and is meant for a GPU.
 """
 
@@ -65,6 +69,25 @@ class Preset:
         return asdict(self)
 
 
+def _cpu_paper(name: str, **overrides) -> Preset:
+    """The paper's protocol at width 16 on CPU: 30 test tasks, 12 of them with banks built
+    around them (12 x 4 c x 10 = 480 bank tasks: enough tasks for paired Group I verdicts,
+    where 7 would leave a sign test little room), J = 200 with h = 60 for the bank and the
+    one-shot methods, IFP at 1x and 5x (25x, 5,000 iterations per task, does not fit).
+
+    Cost at one thread per job (J = 200 IFP 24 s, J = 1,000 about 95 s, a 200-iteration
+    one-shot fit about 14 s): bank 480 x 24 s, 90 IFP 1x and 90 IFP 5x cells, about 440
+    one-shot cells, tuning about 100 fits: about 29,000 core-seconds, 4 hours on 2 cores."""
+    fields = dict(
+        name=name, dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
+        supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16, n_test_tasks=30,
+        n_centred_tasks=12, bank_iterations=200, iterations=200, ifp_multiples=(1, 5), ifp_multiples_limited=(1, 5),
+        ifp_limited_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), mvp_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+        tune_ifp_multiple=1, study_iterations_multiple=5)
+    fields.update(overrides)
+    return Preset(**fields)
+
+
 PRESETS = {
     "smoke": Preset(
         name="smoke", dataset="digits", backbone="random", supervised_backbone="random", width=2, n_way=3,
@@ -78,6 +101,13 @@ PRESETS = {
         name="cpu", dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
         supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16,
         ifp_limited_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),  # widened: 3e-2 won a validation task
+    "cpu-paper": _cpu_paper("cpu-paper"),
+    "cpu-paper-r96": _cpu_paper("cpu-paper-r96", pruning_ratio=0.96),
+    # the paper's own hyperparameters (section 4, metaprune.paper_parameters), no tuning stage
+    "cpu-paper-paper-lr": _cpu_paper(
+        "cpu-paper-paper-lr", ifp_lr_grid=(_PAPER_IFP["lr"],), ifp_limited_lr_grid=(_PAPER_IFP_LIMITED["lr"],),
+        oneshot_lr_grid=(_PAPER_MVP["lr"],), mvp_lr_grid=None, temperature=_PAPER_MVP["temperature"],
+        batch_size=_PAPER_IFP["batch_size"], head_epochs=_PAPER_IFP["head_epochs"]),
     "paper": Preset(
         name="paper", dataset="cifar100", backbone="paper_resnet18_simsiam.safetensors",
         supervised_backbone="paper_resnet18_supervised.safetensors", width=64, n_test_tasks=30,
