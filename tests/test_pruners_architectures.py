@@ -121,7 +121,6 @@ def test_ifp_accuracy_is_above_chance(name):
     assert _fitted_ifp(name)[1].score(Xte, yte) > 0.4  # chance 1/3; 0.61-0.90 measured (MobileNetV2 0.62-0.81)
 
 
-
 @pytest.mark.parametrize("name", ["mobilenet_v2", "regnet_y_400mf", "densenet121"])
 def test_mvp_prunes_a_new_task_from_a_two_task_bank(name, tmp_path):
     backbone, lr = _backbone_and_lr(name)
