@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from reproduction import report, runner  # noqa: E402
-from reproduction.presets import get_preset  # noqa: E402
 
 
 def first_event_selections(backbone, space, tasks, X, counts: dict, units: dict, batch_size=256) -> tuple:
@@ -88,19 +86,10 @@ def markdown(first: dict, top: dict, final: dict, preset, n_tasks: int, n_images
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--results", type=Path)
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    args, preset, results, cache = runner.diagnostic_arguments(__doc__.split("\n\n")[0], argv, shared=False)
     torch.set_num_threads(args.threads)
     from metaprune.channels.filter_space import FilterSpace
     from metaprune.data.tasks import TaskSampler
-
-    preset = get_preset(args.preset)
-    results = args.results or HERE / "results" / f"reproduce_{preset.name}"
-    cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
     X, y = runner.load_data(preset)
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
     sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)

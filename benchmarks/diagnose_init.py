@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,6 @@ sys.path.insert(0, str(HERE))
 
 from metaprune.paired_statistics import compare_paired  # noqa: E402
 from reproduction import runner  # noqa: E402
-from reproduction.presets import get_preset  # noqa: E402
 
 # (label, init_channels, init_weights) of the MVP fits; Uniform is the fourth starting point
 ABLATIONS = [("mvp", "voted", "averaged"), ("voted_pretrained", "voted", "pretrained"),
@@ -107,19 +105,8 @@ def markdown(result: dict, preset, n_tasks: int, wall_s: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--results", type=Path)
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--shared", type=int, nargs="+",
-                        help="only these shared-class counts c (default: the preset's); bank tasks they need and "
-                             "the cache's bank lacks are built first, as the run builds them")
-    args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
-    results = args.results or HERE / "results" / f"reproduce_{preset.name}"
-    cache = args.cache or HERE.parent / "runs" / f"reproduce_{preset.name}"
-    shared = args.shared or list(preset.shared)
+    args, preset, results, cache = runner.diagnostic_arguments(__doc__.split("\n\n")[0], argv, shared=True)
+    shared = args.shared
     X, y = runner.load_data(preset)
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
     run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, shared)

@@ -452,6 +452,35 @@ def bank_pruner(preset: Preset, lrs: dict, device: str) -> IterativeFilterPruner
         random_state=preset.seed, n_threads=None)
 
 
+def diagnostic_arguments(description: str, argv=None, shared: bool = False) -> tuple:
+    """The command line every diagnostic of a finished run shares: ``(args, preset, results, cache)``.
+
+    Options ``--preset`` (default cpu), ``--results`` and ``--cache`` (default the run's own
+    folders), ``--threads`` and, with ``shared``, ``--shared`` (default: the preset's c values).
+    """
+    import argparse
+
+    from .presets import get_preset
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--results", type=Path)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
+    if shared:
+        parser.add_argument("--shared", type=int, nargs="+",
+                            help="only these shared-class counts c (default: the preset's); bank tasks they need and "
+                                 "the cache's bank lacks are built first, as the run builds them")
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset)
+    benchmarks = Path(__file__).resolve().parents[1]
+    results = args.results or benchmarks / "results" / f"reproduce_{preset.name}"
+    cache = args.cache or benchmarks.parent / "runs" / f"reproduce_{preset.name}"
+    if shared:
+        args.shared = args.shared or list(preset.shared)
+    return args, preset, results, cache
+
+
 def rebuilt_evaluation_cells(preset: Preset, X, y, results: Path, cache: Path, backbones: dict, shared) -> list:
     """A finished run's experiment cells, rebuilt from its seeds, bank and tuning cells (diagnostics).
 
