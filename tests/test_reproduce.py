@@ -129,13 +129,18 @@ def test_accuracy_claims_are_judged_on_paired_task_differences():
     assert not any(c.startswith("Group II") for c in out)  # no cells, no claim
 
 
+def _run_diagnostic(script, root):
+    """Run a diagnostic script on the smoke run in ``root``; it must succeed."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--preset", "smoke",
+                           "--results", str(root / "results"), "--cache", str(root / "cache")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
     root, _ = smoke
     results = root / "results"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "diagnose_init.py"), "--preset", "smoke",
-                           "--results", str(results), "--cache", str(root / "cache")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_diagnostic("diagnose_init.py", root)
     out = json.loads((results / "diagnostics_init.json").read_text())
     p = json.loads((results / "results.json").read_text())["plan"]["preset"]
     starts = [r["start"] for r in out["rows"]]
@@ -155,10 +160,7 @@ def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
 def test_head_diagnostic_fits_each_head_start_at_each_length(smoke):
     root, _ = smoke
     results = root / "results"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "diagnose_heads.py"), "--preset", "smoke",
-                           "--results", str(results), "--cache", str(root / "cache")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_diagnostic("diagnose_heads.py", root)
     out = json.loads((results / "diagnostics_heads.json").read_text())
     p = json.loads((results / "results.json").read_text())["plan"]["preset"]
     rows = out["rows"]
