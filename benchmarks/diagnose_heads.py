@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +82,7 @@ def markdown(result: dict, preset, wall_s: float, command: str) -> str:
              "as is - trained |", "|---|---|---|---|---|---|---|---|---|"]
     for entry in result.values():
         a = entry["accuracy"]
-        cells = []
-        for label in ("neighbors", "as is"):
-            e = entry["versus_trained"][label]
-            s = e["sign"]
-            cells.append(f"{e['mean_difference']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] "
-                         f"{s['wins']}/{s['ties']}/{s['losses']} p={s['p_value']:.2g}")
+        cells = [runner.format_paired(entry["versus_trained"][label]) for label in ("neighbors", "as is")]
         lines.append(f"| {entry['group']} | {entry['shared']} | {entry['iterations']} | {entry['n_tasks']} | "
                      f"{a['trained']:.3f} | {a['neighbors']:.3f} | {a['as is']:.3f} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
@@ -101,14 +95,9 @@ def main(argv=None) -> int:
     backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
     run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, shared)
     cells = head_cells(run_cells, max(preset.neighbors), shared)
-    start = time.perf_counter()
-    rows = []
-    for cell in cells:
-        row = runner.run_cell(cell, preset, X, y, backbones, str(cache / "bank.sqlite"), "cpu", args.threads)
-        rows.append({k: row.get(k) for k in ("id", "task", "group", "start", "shared", "iterations", "accuracy",
-                                             "init_head", "head_epochs")})
-        print(f"{row['id']}: {row['accuracy']:.3f}", flush=True)
-    wall = time.perf_counter() - start
+    rows, wall = runner.run_diagnostic_cells(cells, preset, X, y, backbones, cache, args.threads,
+                                             ("id", "task", "group", "start", "shared", "iterations", "accuracy",
+                                              "init_head", "head_epochs"))
     result = summary(rows)
     command = "python benchmarks/diagnose_heads.py " + " ".join(argv if argv is not None else sys.argv[1:])
     runner._write_json(results / "diagnostics_heads.json", {"rows": rows, "summary": result, "wall_s": wall,

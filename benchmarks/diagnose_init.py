@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +93,7 @@ def markdown(result: dict, preset, n_tasks: int, wall_s: float) -> str:
               "Paired per-task differences: mean [95% bootstrap interval], wins/ties/losses, exact sign test p.", "",
               "| effect | " + " | ".join(f"c = {c}" for c in shared) + " |", "|---|" + "---|" * len(shared)]
     for name, _, _ in EFFECTS:
-        cells = []
-        for c in shared:
-            e = result[c]["effects"][name]
-            s = e["sign"]
-            cells.append(f"{e['mean_difference']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] "
-                         f"{s['wins']}/{s['ties']}/{s['losses']} p={s['p_value']:.2g}")
+        cells = [runner.format_paired(result[c]["effects"][name]) for c in shared]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -112,14 +106,9 @@ def main(argv=None) -> int:
     run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, shared)
     cells = [c for c in diagnostic_cells(run_cells, max(preset.neighbors))
              if c["start"] == "uniform" or c["shared"] in shared]
-    start = time.perf_counter()
-    rows = []
-    for cell in cells:
-        row = runner.run_cell(cell, preset, X, y, backbones, str(cache / "bank.sqlite"), "cpu", args.threads)
-        rows.append({k: row.get(k) for k in ("id", "task", "start", "shared", "accuracy", "init_channels",
-                                             "init_weights")})
-        print(f"{row['id']}: {row['accuracy']:.3f}", flush=True)
-    wall = time.perf_counter() - start
+    rows, wall = runner.run_diagnostic_cells(cells, preset, X, y, backbones, cache, args.threads,
+                                             ("id", "task", "start", "shared", "accuracy", "init_channels",
+                                              "init_weights"))
     result = decomposition(rows, shared)
     runner._write_json(results / "diagnostics_init.json", {"rows": rows, "decomposition": result, "wall_s": wall})
     text = markdown(result, preset, len({r["task"] for r in rows}), wall)

@@ -129,20 +129,22 @@ def test_accuracy_claims_are_judged_on_paired_task_differences():
     assert not any(c.startswith("Group II") for c in out)  # no cells, no claim
 
 
-def _run_diagnostic(script, root):
-    """Run a diagnostic script on the smoke run in ``root``; it must succeed."""
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--preset", "smoke",
-                           "--results", str(root / "results"), "--cache", str(root / "cache")],
+def _run_diagnostic(name, root):
+    """Run ``benchmarks/diagnose_<name>.py`` on the smoke run in ``root`` (it must succeed);
+    returns its ``diagnostics_<name>.json`` and the run's preset."""
+    results = root / "results"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"diagnose_{name}.py"), "--preset", "smoke",
+                           "--results", str(results), "--cache", str(root / "cache")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return (json.loads((results / f"diagnostics_{name}.json").read_text()),
+            json.loads((results / "results.json").read_text())["plan"]["preset"])
 
 
 def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
     root, _ = smoke
     results = root / "results"
-    _run_diagnostic("diagnose_init.py", root)
-    out = json.loads((results / "diagnostics_init.json").read_text())
-    p = json.loads((results / "results.json").read_text())["plan"]["preset"]
+    out, p = _run_diagnostic("init", root)
     starts = [r["start"] for r in out["rows"]]
     assert starts.count("uniform") == p["n_test_tasks"]
     for label in ("mvp", "voted_pretrained", "uniform_averaged"):
@@ -160,9 +162,7 @@ def test_init_diagnostic_splits_mvps_start_into_channels_and_weights(smoke):
 def test_head_diagnostic_fits_each_head_start_at_each_length(smoke):
     root, _ = smoke
     results = root / "results"
-    _run_diagnostic("diagnose_heads.py", root)
-    out = json.loads((results / "diagnostics_heads.json").read_text())
-    p = json.loads((results / "results.json").read_text())["plan"]["preset"]
+    out, p = _run_diagnostic("heads", root)
     rows = out["rows"]
     # groups I and II, every c, three head starts, three lengths
     assert len(rows) == p["n_test_tasks"] * 2 * len(p["shared"]) * 3 * 3

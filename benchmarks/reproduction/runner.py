@@ -481,6 +481,26 @@ def diagnostic_arguments(description: str, argv=None, shared: bool = False) -> t
     return args, preset, results, cache
 
 
+def format_paired(comparison: dict) -> str:
+    """One paired comparison (``PairedComparison.to_dict()``) as a table cell: mean [95% interval],
+    wins/ties/losses and the sign test's p."""
+    s = comparison["sign"]
+    return (f"{comparison['mean_difference']:+.3f} [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}] "
+            f"{s['wins']}/{s['ties']}/{s['losses']} p={s['p_value']:.2g}")
+
+
+def run_diagnostic_cells(cells, preset: Preset, X, y, backbones: dict, cache: Path, n_threads: int,
+                         keys: tuple) -> tuple:
+    """Fit a diagnostic's cells one by one on the run's bank: ``(rows reduced to keys, wall seconds)``."""
+    start = time.perf_counter()
+    rows = []
+    for cell in cells:
+        row = run_cell(cell, preset, X, y, backbones, str(cache / "bank.sqlite"), "cpu", n_threads)
+        rows.append({k: row.get(k) for k in keys})
+        print(f"{row['id']}: {row['accuracy']:.3f}", flush=True)
+    return rows, time.perf_counter() - start
+
+
 def rebuilt_evaluation_cells(preset: Preset, X, y, results: Path, cache: Path, backbones: dict, shared) -> list:
     """A finished run's experiment cells, rebuilt from its seeds, bank and tuning cells (diagnostics).
 
