@@ -627,3 +627,35 @@ def test_a_bank_serves_one_image_size_and_says_which(fitted):
     with pytest.raises(ValueError, match=r"images of shape \(1, 16, 16\) but this bank's tasks use \(1, 8, 8\)"):
         bank.add_fitted("wide", wide, X_train, y_train)
     assert len(bank) == 3
+
+
+def test_an_mvp_pruned_task_joins_a_bank_even_after_its_own_bank_closed(tmp_path, fitted):
+    """A growing bank: the task MVP pruned is stored (selection, weights, config) and votes next time.
+
+    The MVP estimator keeps its (closed) bank as a parameter: its repr and the stored config
+    must not touch the closed connection."""
+    from metaprune import MetaVotePruner
+    task = TASKS[3]
+    X_train, y_train = _data(task)[:2]
+    voters = _store_fitted(PrunedModelBank(BACKBONE, tmp_path / "voters.sqlite"), fitted)
+    mvp = MetaVotePruner(voters, n_neighbors=2, n_iterations=2, batch_size=16, head_epochs=1, random_state=0,
+                         n_threads=1).fit(X_train, y_train)
+    voters.close()
+    assert voters.closed and "closed" in repr(voters) and "voters.sqlite" in repr(voters)
+    assert "MetaVotePruner" in repr(mvp)
+    with PrunedModelBank(BACKBONE, tmp_path / "growing.sqlite") as growing:
+        _store_fitted(growing, fitted)
+        growing.add_fitted("mvp-task", mvp, X_train, y_train)
+        rec = growing.record("mvp-task")
+        assert growing.task_ids[-1] == "mvp-task" and len(growing) == 4
+        assert rec.selection == mvp.selection_ and rec.estimator == "metaprune.pruners.oneshot.MetaVotePruner"
+        assert _equal_states(dict(rec.state), mvp.net_.module_.state_dict())
+        assert rec.config["n_neighbors"] == 2 and "closed" in rec.config["bank"]
+        # the stored MVP task is a neighbour like any other: the same task again votes with a task of
+        # all its classes (the MVP task, or a tie)
+        shared = {t: len(set(growing.record(t, weights=False).classes) & set(task.classes))
+                  for t in growing.task_ids}
+        assert shared["mvp-task"] == len(task.classes) > max(shared[t] for t in growing.task_ids[:3])
+        again = MetaVotePruner(growing, n_neighbors=1, n_iterations=0, head_epochs=1, random_state=0,
+                               n_threads=1).fit(X_train, y_train)
+        assert again.neighbors_[0][0] == "mvp-task"

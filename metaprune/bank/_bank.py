@@ -247,8 +247,15 @@ class PrunedModelBank(BankWrites, BankQueries):
     def __contains__(self, task_id) -> bool:
         return isinstance(task_id, str) and bool(self._storage.existing([task_id]))
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a closed bank only answers ``repr``)."""
+        return self._storage.closed
+
     def __repr__(self) -> str:
         where = "in memory" if self.path is None else repr(self.path)
+        if self.closed:  # never raises: estimators holding a closed bank still print and store their config
+            return f"PrunedModelBank({where}, closed, fingerprint={self.fingerprint[:12]}...)"
         return f"PrunedModelBank({where}, n_tasks={len(self)}, fingerprint={self.fingerprint[:12]}...)"
 
     def __sklearn_clone__(self):

@@ -49,6 +49,7 @@ class BankStorage:
         self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._writes = 0
+        self.closed = False
         with self._sql():
             self._conn.execute("PRAGMA synchronous = FULL")  # a committed task survives even a power loss
             if read_only:
@@ -132,6 +133,7 @@ class BankStorage:
         """Close the connection (idempotent)."""
         with self._lock:
             self._conn.close()
+            self.closed = True
 
     # -- plumbing -------------------------------------------------------------------------------
     @contextmanager
