@@ -129,12 +129,12 @@ def test_accuracy_claims_are_judged_on_paired_task_differences():
     assert not any(c.startswith("Group II") for c in out)  # no cells, no claim
 
 
-def _run_diagnostic(name, root):
-    """Run ``benchmarks/diagnose_<name>.py`` on the smoke run in ``root`` (it must succeed);
-    returns its ``diagnostics_<name>.json`` and the run's preset."""
+def _run_diagnostic(name, root, *extra):
+    """Run ``benchmarks/diagnose_<name>.py`` (with ``extra`` options) on the smoke run in ``root``
+    (it must succeed); returns its ``diagnostics_<name>.json`` and the run's preset."""
     results = root / "results"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"diagnose_{name}.py"), "--preset", "smoke",
-                           "--results", str(results), "--cache", str(root / "cache")],
+                           "--results", str(results), "--cache", str(root / "cache"), *extra],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return (json.loads((results / f"diagnostics_{name}.json").read_text()),
@@ -174,6 +174,59 @@ def test_head_diagnostic_fits_each_head_start_at_each_length(smoke):
         d = entry["versus_trained"]["neighbors"]["mean_difference"]
         assert d == pytest.approx(means["neighbors"] - means["trained"], abs=1e-12)  # the same tasks paired
     assert "| group | c | iterations |" in (results / "diagnostics_heads.md").read_text()
+
+
+def test_growing_bank_adds_each_stream_task_and_later_tasks_vote_with_it(smoke):
+    root, _ = smoke
+    from metaprune import PrunedModelBank
+    n_stream = 4
+    with PrunedModelBank.open(root / "cache" / "bank.sqlite", read_only=True) as bank:
+        n_before = len(bank)
+    # one test task's classes make the pool: every stream task has the same classes and data
+    out, p = _run_diagnostic("growing_bank", root, "--stream", str(n_stream), "--pool-tests", "1")
+    rows = out["rows"]
+    assert len(rows) == n_stream * 5 and {r["arm"] for r in rows} == {"frozen", "growing", "uniform"}
+    n = max(p["neighbors"])
+    by = {(r["arm"], r["position"], r["iterations"]): r for r in rows}
+    for J in (0, p["iterations"]):
+        # at the start both arms have the same bank: the same neighbours and the same fit
+        assert by[("growing", 0, J)]["neighbors"] == by[("frozen", 0, J)]["neighbors"]
+        assert by[("growing", 0, J)]["accuracy"] == by[("frozen", 0, J)]["accuracy"]
+        for pos in range(n_stream):
+            frozen, growing = by[("frozen", pos, J)], by[("growing", pos, J)]
+            assert frozen["stream_neighbors"] == 0 and max(frozen["neighbor_shared"]) == 0  # pool classes left out
+            # identical earlier tasks are the nearest by prototypes, and share every class
+            assert growing["stream_neighbors"] == min(pos, n)
+            assert sorted(growing["neighbor_shared"], reverse=True)[:min(pos, n)] == [p["n_way"]] * min(pos, n)
+    with PrunedModelBank.open(root / "cache" / "growing_bank.sqlite", read_only=True) as grown, \
+            PrunedModelBank.open(root / "cache" / "bank.sqlite", read_only=True) as bank:
+        assert len(bank) == n_before and len(grown) == n_before + n_stream  # the run's bank is never written
+        assert grown.task_ids[-n_stream:] == sorted({r["task"] for r in rows})
+    entry = out["summary"][str(p["iterations"])]
+    assert entry["n_tasks"] == n_stream
+    assert entry["growing_minus_frozen"]["mean_difference"] == pytest.approx(
+        entry["accuracy"]["growing"] - entry["accuracy"]["frozen"], abs=1e-12)
+
+
+def test_iou_diagnostic_fits_each_task_at_each_length_once(smoke):
+    root, _ = smoke
+    results = root / "results"
+    args = ("--iterations", "2", "4", "--anchors", "1", "--per-c", "1")
+    out, p = _run_diagnostic("iou_iterations", root, *args)
+    n_tasks = 1 + len(p["shared"])
+    assert len(out["tasks"]) == n_tasks and out["anchors"] == out["tasks"][:1]
+    fits = sorted((root / "cache" / "iou_iterations").rglob("*.json"))
+    assert len(fits) == 2 * (n_tasks + 1)  # every task at each J, and the anchor at a second seed
+    for J in ("2", "4"):
+        entry = out["by_iterations"][J]
+        assert entry["same_task_two_seeds"]["n"] == 1
+        pairs = sum(v["n_pairs"] for v in entry["overlap"]["by_c"].values())
+        assert pairs + entry["overlap"]["n_identical_pairs_left_out"] == n_tasks * (n_tasks - 1) // 2
+    # a rerun reads every fit from the cache
+    stamps = [f.stat().st_mtime_ns for f in fits]
+    again, _ = _run_diagnostic("iou_iterations", root, *args)
+    assert [f.stat().st_mtime_ns for f in fits] == stamps and again["by_iterations"] == out["by_iterations"]
+    assert "| same task, two seeds |" in (results / "diagnostics_iou_iterations.md").read_text()
 
 
 def test_first_event_selections_are_ifps_own_first_event():

@@ -251,6 +251,11 @@ def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | Non
 
 def run_cell(cell: dict, preset: Preset, X, y, backbones: dict, bank_path, device: str, n_threads: int) -> dict:
     """Fit one method on one task and measure it; returns the cell's result row."""
+    return fit_cell(cell, preset, X, y, backbones, bank_path, device, n_threads)[1]
+
+
+def fit_cell(cell: dict, preset: Preset, X, y, backbones: dict, bank_path, device: str, n_threads: int) -> tuple:
+    """Fit one method on one task and measure it: ``(fitted estimator, the cell's result row)``."""
     torch.set_num_threads(n_threads)
     task = Task.from_dict(cell["task"])
     X_train, y_train, X_test, y_test = task.split(X, y)
@@ -280,7 +285,7 @@ def run_cell(cell: dict, preset: Preset, X, y, backbones: dict, bank_path, devic
             {"iteration": it, "change": weight_change(w0, s0, w1, s1, space)}
             for it, s0, w0, s1, w1 in zip(monitor.iterations_[1:], sels, monitor.snapshots_, sels[1:],
                                            monitor.snapshots_[1:])]
-    return row
+    return estimator, row
 
 
 # -- the plan ----------------------------------------------------------------------------------------
@@ -452,11 +457,12 @@ def bank_pruner(preset: Preset, lrs: dict, device: str) -> IterativeFilterPruner
         random_state=preset.seed, n_threads=None)
 
 
-def diagnostic_arguments(description: str, argv=None, shared: bool = False) -> tuple:
+def diagnostic_arguments(description: str, argv=None, shared: bool = False, extra=()) -> tuple:
     """The command line every diagnostic of a finished run shares: ``(args, preset, results, cache)``.
 
     Options ``--preset`` (default cpu), ``--results`` and ``--cache`` (default the run's own
-    folders), ``--threads`` and, with ``shared``, ``--shared`` (default: the preset's c values).
+    folders), ``--threads``, with ``shared``, ``--shared`` (default: the preset's c values), and
+    the diagnostic's own ``extra`` options as ``(flag, add_argument keywords)`` pairs.
     """
     import argparse
 
@@ -471,6 +477,8 @@ def diagnostic_arguments(description: str, argv=None, shared: bool = False) -> t
         parser.add_argument("--shared", type=int, nargs="+",
                             help="only these shared-class counts c (default: the preset's); bank tasks they need and "
                                  "the cache's bank lacks are built first, as the run builds them")
+    for flag, keywords in extra:
+        parser.add_argument(flag, **keywords)
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     benchmarks = Path(__file__).resolve().parents[1]
