@@ -229,6 +229,29 @@ def test_iou_diagnostic_fits_each_task_at_each_length_once(smoke):
     assert "| same task, two seeds |" in (results / "diagnostics_iou_iterations.md").read_text()
 
 
+def test_activation_diagnostic_prunes_once_for_each_task_and_for_a_cheap_bank(smoke):
+    root, _ = smoke
+    from metaprune import PrunedModelBank
+    out, p = _run_diagnostic("activation_pruning", root)
+    rows = out["rows"]
+    own = [r for r in rows if r["arm"] == "own activations"]
+    act = [r for r in rows if r["arm"] == "activation bank"]
+    assert len(own) == p["n_test_tasks"] * 2  # Groups I and II, IFP 1x each
+    n_centred = p["n_centred_tasks"] or p["n_test_tasks"]
+    assert len(act) == n_centred * 2 * len(p["shared"]) * len(p["neighbors"])
+    with PrunedModelBank.open(root / "cache" / "activation_bank.sqlite", read_only=True) as bank, \
+            PrunedModelBank.open(root / "cache" / "bank.sqlite", read_only=True) as ifp_bank:
+        assert sorted(bank.task_ids) == sorted(ifp_bank.task_ids)  # the run's bank tasks, pruned the cheap way
+        n_keep = bank.filter_space.n_keep(p["pruning_ratio"])
+        for t in bank.task_ids[:3]:
+            rec = bank.record(t, weights=False)
+            assert rec.metrics["n_iter"] == 1
+            assert {g: len(v) for g, v in rec.selection.to_dict().items()} == dict(n_keep)
+    for o in out["comparisons"]:
+        assert o["comparison"]["mean_difference"] == pytest.approx(o["mean_a"] - o["mean_b"], abs=1e-12)
+    assert {o["b"] for o in out["comparisons"]} >= {"Uniform", "IFP 1x"}
+
+
 def test_first_event_selections_are_ifps_own_first_event():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch

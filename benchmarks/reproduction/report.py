@@ -22,7 +22,7 @@ from .runner import _write_json, load_rows
 
 # written by benchmarks/diagnose_init.py and diagnose_selection_noise.py; shown in the summary when present
 DIAGNOSTICS = ("diagnostics_init.md", "diagnostics_seed_noise.md", "diagnostics_first_event.md",
-               "diagnostics_heads.md")
+               "diagnostics_iou_iterations.md", "diagnostics_heads.md", "diagnostics_growing_bank.md")
 
 SCALARS = ["id", "group", "method", "task", "multiple", "iterations", "n_iter", "shared", "n_neighbors", "similarity",
            "backbone", "lr", "n_train", "n_test", "accuracy", "fit_time_s", "train_flops", "flops", "params",

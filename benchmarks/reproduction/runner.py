@@ -234,7 +234,8 @@ def _estimator(cell: dict, preset: Preset, backbones: dict, bank_path: str | Non
     if cell["method"] == "ifp":
         return IterativeFilterPruner(_backbone(backbones[cell.get("backbone", "ssl")]),
                                      pruning_ratio=preset.pruning_ratio, n_iterations=J,
-                                     prune_every=prune_every(preset, J), **common)
+                                     prune_every=cell.get("prune_every") or prune_every(preset, J),
+                                     **{k: cell[k] for k in ("finetune_epochs",) if k in cell}, **common)
     if cell["method"] == "uniform":
         return UniformPruner(_backbone(backbones["ssl"]), pruning_ratio=preset.pruning_ratio, n_iterations=J, **common)
     if cell["method"] == "mvp":
@@ -498,12 +499,13 @@ def format_paired(comparison: dict) -> str:
 
 
 def run_diagnostic_cells(cells, preset: Preset, X, y, backbones: dict, cache: Path, n_threads: int,
-                         keys: tuple) -> tuple:
-    """Fit a diagnostic's cells one by one on the run's bank: ``(rows reduced to keys, wall seconds)``."""
+                         keys: tuple, bank_path=None) -> tuple:
+    """Fit a diagnostic's cells one by one on the run's bank (or ``bank_path``):
+    ``(rows reduced to keys, wall seconds)``."""
     start = time.perf_counter()
     rows = []
     for cell in cells:
-        row = run_cell(cell, preset, X, y, backbones, str(cache / "bank.sqlite"), "cpu", n_threads)
+        row = run_cell(cell, preset, X, y, backbones, str(bank_path or cache / "bank.sqlite"), "cpu", n_threads)
         rows.append({k: row.get(k) for k in keys})
         print(f"{row['id']}: {row['accuracy']:.3f}", flush=True)
     return rows, time.perf_counter() - start
