@@ -43,6 +43,7 @@ class Preset:
     head_epochs: int = 10
     prune_every_fraction: float = 0.3  # h = 0.3 J: events at 0, 0.3 J, 0.6 J (paper: J=200, h=60)
     bank_iterations: int = 100        # J of the bank's IFP runs
+    bank_share_work: bool = False     # bank build computes features and first-event scores once per image
     iterations: int = 100             # J of MVP and uniform; IFP runs multiples of it
     ifp_multiples: tuple = (1, 5, 25)
     ifp_multiples_limited: tuple = (1, 5)
@@ -83,7 +84,7 @@ def _cpu_paper(name: str, **overrides) -> Preset:
         supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16, n_test_tasks=30,
         n_centred_tasks=12, bank_iterations=200, iterations=200, ifp_multiples=(1, 5), ifp_multiples_limited=(1, 5),
         ifp_limited_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), mvp_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-        tune_ifp_multiple=1, study_iterations_multiple=5)
+        tune_ifp_multiple=1, study_iterations_multiple=5, bank_share_work=True)
     fields.update(overrides)
     return Preset(**fields)
 
@@ -96,7 +97,7 @@ PRESETS = {
         ifp_lr_grid=(1e-2,), oneshot_lr_grid=(1e-2, 3e-2), mvp_lr_grid=(3e-3, 3e-2), mvp_tuning_shared=2,
         n_validation_tasks=1, n_validation_per_class=20,
         tune_ifp_multiple=1, study_iterations_multiple=2, monitor_every=2, n_jobs=1, pruning_ratio=0.5,
-        threads_per_job=1),  # tiny networks: a second thread only adds synchronisation
+        threads_per_job=1, bank_share_work=True),  # tiny networks: a second thread only adds synchronisation
     "cpu": Preset(
         name="cpu", dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
         supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16,
