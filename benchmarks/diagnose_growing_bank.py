@@ -6,7 +6,9 @@ run's bank, learning rate and seeds:
 
 - ``frozen``: the bank as built (the run's IFP-pruned training tasks);
 - ``growing``: the same bank plus every earlier stream task, each stored as MVP pruned it
-  (``PrunedModelBank.add_fitted`` on a copy of the run's bank; the run's own bank is not changed).
+  (``PrunedModelBank.add_fitted`` on a copy of the run's bank; the run's own bank is not changed);
+- ``related``: the control, the run's whole bank frozen, with the IFP-pruned bank tasks that do
+  share classes with the stream (built around the pool's test tasks, c = the preset's values).
 
 The stream's tasks draw their classes from a small pool (the classes of the first
 ``--pool-tests`` test tasks), so later stream tasks share classes with earlier ones; bank tasks
@@ -16,7 +18,9 @@ matching, Group III's similarity), which works whether or not classes are shared
 task is fitted at 0 iterations (the voted sub-network with a trained head: what the bank's votes
 alone give) and at the preset's J, and Uniform is fitted as the reference.
 
-The question is whether ``growing - frozen`` rises with the stream position (the bank's age):
+The question is whether ``growing - frozen`` rises with the stream position (the bank's age),
+and whether a grown bank of MVP-pruned tasks does as well as a bank of related IFP-pruned tasks
+built in advance (``growing - related``):
 the report gives the paired differences over the stream's thirds (95% bootstrap intervals, sign
 tests), their Spearman correlation with the position, and how many of the N neighbours were
 earlier stream tasks and how many classes they shared.
@@ -47,7 +51,7 @@ from metaprune.data.tasks import Task, TaskSampler  # noqa: E402
 from metaprune.paired_statistics import compare_paired  # noqa: E402
 from reproduction import runner  # noqa: E402
 
-ARMS = ("frozen", "growing")
+ARMS = ("frozen", "growing", "related")
 
 
 def stream_tasks(preset, sampler: TaskSampler, tests: list, n_tasks: int, pool_tests: int) -> tuple:
@@ -69,7 +73,7 @@ def stream_tasks(preset, sampler: TaskSampler, tests: list, n_tasks: int, pool_t
 
 
 def stream_cells(preset, tasks: list, lrs: dict, excluded: list, n_neighbors: int) -> list:
-    """Per stream task, in stream order: MVP in both arms at 0 and J iterations, then Uniform."""
+    """Per stream task, in stream order: MVP in each arm at 0 and J iterations, then Uniform."""
     mvp_lr = lrs.get("mvp", lrs["oneshot"])
     cells = []
     for position, task in enumerate(tasks):
@@ -77,7 +81,8 @@ def stream_cells(preset, tasks: list, lrs: dict, excluded: list, n_neighbors: in
             for J in (0, preset.iterations):
                 cells.append(runner._cell(f"growing/{task.task_id}/{arm}/J{J}", "mvp", task, group="growing",
                                           arm=arm, position=position, iterations=J, lr=mvp_lr,
-                                          n_neighbors=n_neighbors, similarity="prototype", exclude=excluded))
+                                          n_neighbors=n_neighbors, similarity="prototype",
+                                          exclude=None if arm == "related" else excluded))
         cells.append(runner._cell(f"growing/{task.task_id}/uniform", "uniform", task, group="growing",
                                   arm="uniform", position=position, iterations=preset.iterations,
                                   lr=lrs["oneshot"]))
@@ -117,11 +122,13 @@ def _classes(bank_path: Path, task_ids: list) -> list:
 
 
 def _compare(rows: list, tasks: list) -> dict:
-    """Accuracy of both arms over ``tasks``, growing - frozen paired, and the neighbours' provenance."""
+    """Accuracy of each arm over ``tasks``, growing - frozen and growing - related paired, and the
+    neighbours' provenance."""
     arm = {a: {r["task"]: r for r in rows if r["arm"] == a and r["task"] in tasks} for a in ARMS}
     accuracy = {a: {t: arm[a][t]["accuracy"] for t in tasks} for a in ARMS}
     return {"accuracy": {a: float(np.mean(list(v.values()))) for a, v in accuracy.items()},
-            "growing_minus_frozen": compare_paired(accuracy["growing"], accuracy["frozen"], random_state=0).to_dict(),
+            **{f"growing_minus_{b}": compare_paired(accuracy["growing"], accuracy[b], random_state=0).to_dict()
+               for b in ("frozen", "related")},
             "stream_neighbors": float(np.mean([arm["growing"][t]["stream_neighbors"] for t in tasks])),
             "neighbor_shared": {a: float(np.mean([np.mean(arm[a][t]["neighbor_shared"]) for t in tasks]))
                                 for a in ARMS}}
@@ -149,27 +156,32 @@ def summary(rows: list, n_parts: int = 3) -> dict:
     return out
 
 
-def markdown(result: dict, preset, n_stream: int, pool: list, n_bank: int, n_neighbors: int, wall_s: float,
+def markdown(result: dict, preset, n_stream: int, pool: list, n_bank: tuple, n_neighbors: int, wall_s: float,
              command: str) -> str:
+    """The report; ``n_bank`` is ``(bank tasks without a pool class, all bank tasks)``."""
     entries = [e for k, e in result.items() if k != "uniform"]
     lines = [
         f"# A bank that grows (preset `{preset.name}`, beyond the paper)", "",
         f"`{command}`: {n_stream} stream tasks of {preset.n_way} classes drawn from a pool of {len(pool)} test "
-        f"classes; both arms start from the run's {n_bank} bank tasks that hold no pool class; the growing arm "
-        f"adds each stream task as MVP pruned it (J = {preset.iterations}). MVP N = {n_neighbors}, prototype "
+        f"classes; frozen and growing start from the run's {n_bank[0]} bank tasks that hold no pool class, the "
+        f"growing arm adds each stream task as MVP pruned it (J = {preset.iterations}); related votes from all "
+        f"{n_bank[1]} bank tasks, frozen. MVP N = {n_neighbors}, prototype "
         f"similarity, r = {preset.pruning_ratio}, the run's MVP learning rate; {wall_s / 60:.1f} min. Uniform over "
         f"the stream: {result.get('uniform', float('nan')):.3f}.", "",
-        "Paired per-task differences growing - frozen: mean [95% bootstrap interval], wins/ties/losses, exact sign "
-        "test p. *stream nbrs*: of the N neighbours, how many were earlier stream tasks; *shared*: mean classes a "
-        "neighbour shares with the task (frozen / growing).", "",
-        "| iterations | positions | frozen | growing | growing - frozen | stream nbrs | shared (frozen / growing) |",
-        "|---|---|---|---|---|---|---|"]
+        "Paired per-task differences: mean [95% bootstrap interval], wins/ties/losses, exact sign test p. "
+        "*stream nbrs*: of the N neighbours, how many were earlier stream tasks; *shared*: mean classes a "
+        "neighbour shares with the task (frozen / related / growing).", "",
+        "| iterations | positions | frozen | related | growing | growing - frozen | growing - related | stream nbrs "
+        "| shared (frozen / related / growing) |",
+        "|---|---|---|---|---|---|---|---|---|"]
     for entry in entries:
         for e, where in [(part, "{}-{}".format(*part["positions"])) for part in entry["parts"]] + [(entry, "all")]:
             shared = e["neighbor_shared"]
-            lines.append(f"| {entry['iterations']} | {where} | {e['accuracy']['frozen']:.3f} | "
-                         f"{e['accuracy']['growing']:.3f} | {runner.format_paired(e['growing_minus_frozen'])} | "
-                         f"{e['stream_neighbors']:.1f} | {shared['frozen']:.2f} / {shared['growing']:.2f} |")
+            acc = e["accuracy"]
+            lines.append(f"| {entry['iterations']} | {where} | {acc['frozen']:.3f} | {acc['related']:.3f} | "
+                         f"{acc['growing']:.3f} | {runner.format_paired(e['growing_minus_frozen'])} | "
+                         f"{runner.format_paired(e['growing_minus_related'])} | {e['stream_neighbors']:.1f} | "
+                         f"{shared['frozen']:.2f} / {shared['related']:.2f} / {shared['growing']:.2f} |")
     lines += ["", "Spearman correlation of growing - frozen with the stream position: " + "; ".join(
         f"J = {e['iterations']}: rho = {e['spearman_position']['rho']:+.2f} "
         f"(p = {e['spearman_position']['p_value']:.2g})" for e in entries) + "."]
@@ -191,7 +203,7 @@ def main(argv=None) -> int:
     bank_path = cache / "bank.sqlite"
     with PrunedModelBank.open(bank_path, read_only=True) as bank:
         excluded = [t for t in bank.task_ids if np.isin(bank.record(t, weights=False).classes, pool).any()]
-        n_bank = len(bank) - len(excluded)
+        n_bank = (len(bank) - len(excluded), len(bank))
     growing_path = cache / "growing_bank.sqlite"
     shutil.copyfile(bank_path, growing_path)  # a fresh copy: the run's bank is never written
     n_neighbors = args.neighbors or max(preset.neighbors)
@@ -202,7 +214,7 @@ def main(argv=None) -> int:
     result = summary(rows)
     command = "python benchmarks/diagnose_growing_bank.py " + " ".join(argv if argv is not None else sys.argv[1:])
     runner._write_json(results / "diagnostics_growing_bank.json",
-                       {"command": command, "pool": [int(c) for c in pool], "n_bank": n_bank, "rows": rows,
+                       {"command": command, "pool": [int(c) for c in pool], "n_bank": list(n_bank), "rows": rows,
                         "summary": result, "wall_s": wall})
     text = markdown(result, preset, len(tasks), pool, n_bank, n_neighbors, wall, command)
     (results / "diagnostics_growing_bank.md").write_text(text)

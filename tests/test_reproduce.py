@@ -185,7 +185,7 @@ def test_growing_bank_adds_each_stream_task_and_later_tasks_vote_with_it(smoke):
     # one test task's classes make the pool: every stream task has the same classes and data
     out, p = _run_diagnostic("growing_bank", root, "--stream", str(n_stream), "--pool-tests", "1")
     rows = out["rows"]
-    assert len(rows) == n_stream * 5 and {r["arm"] for r in rows} == {"frozen", "growing", "uniform"}
+    assert len(rows) == n_stream * 7 and {r["arm"] for r in rows} == {"frozen", "growing", "related", "uniform"}
     n = max(p["neighbors"])
     by = {(r["arm"], r["position"], r["iterations"]): r for r in rows}
     for J in (0, p["iterations"]):
@@ -195,6 +195,8 @@ def test_growing_bank_adds_each_stream_task_and_later_tasks_vote_with_it(smoke):
         for pos in range(n_stream):
             frozen, growing = by[("frozen", pos, J)], by[("growing", pos, J)]
             assert frozen["stream_neighbors"] == 0 and max(frozen["neighbor_shared"]) == 0  # pool classes left out
+            # the control votes from the whole bank: its nearest tasks were built around the pool's test task
+            assert by[("related", pos, J)]["stream_neighbors"] == 0 and max(by[("related", pos, J)]["neighbor_shared"]) > 0
             # identical earlier tasks are the nearest by prototypes, and share every class
             assert growing["stream_neighbors"] == min(pos, n)
             assert sorted(growing["neighbor_shared"], reverse=True)[:min(pos, n)] == [p["n_way"]] * min(pos, n)
@@ -204,8 +206,9 @@ def test_growing_bank_adds_each_stream_task_and_later_tasks_vote_with_it(smoke):
         assert grown.task_ids[-n_stream:] == sorted({r["task"] for r in rows})
     entry = out["summary"][str(p["iterations"])]
     assert entry["n_tasks"] == n_stream
-    assert entry["growing_minus_frozen"]["mean_difference"] == pytest.approx(
-        entry["accuracy"]["growing"] - entry["accuracy"]["frozen"], abs=1e-12)
+    for b in ("frozen", "related"):
+        assert entry[f"growing_minus_{b}"]["mean_difference"] == pytest.approx(
+            entry["accuracy"]["growing"] - entry["accuracy"][b], abs=1e-12)
 
 
 def test_iou_diagnostic_fits_each_task_at_each_length_once(smoke):
