@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from diagnose_first_event import first_event_selections  # noqa: E402
+from metaprune.analysis import iou_per_group  # noqa: E402
+from metaprune.channels.selection import Selection  # noqa: E402
 from metaprune.data.tasks import TaskSampler  # noqa: E402
 from metaprune.paired_statistics import bootstrap_mean_ci  # noqa: E402
 from reproduction import report, runner  # noqa: E402
@@ -72,9 +74,11 @@ def fitted_selection(preset, lrs: dict, backbone, task, X, y, n_iterations: int,
 
 def seed_iou(first: dict, second: dict, deep: list) -> list:
     """Mean deep-group IoU of the same tasks pruned with two seeds, one value per task."""
-    return [float(np.mean([len(set(first[t][g]) & set(second[t][g])) / max(1, len(set(first[t][g]) |
-                                                                                    set(second[t][g])))
-                           for g in deep])) for t in first]
+    out = []
+    for t in first:
+        iou = iou_per_group(Selection.from_dict(first[t]), Selection.from_dict(second[t]))
+        out.append(float(np.mean([iou[g] for g in deep])))
+    return out
 
 
 def _mean_ci(values) -> dict:

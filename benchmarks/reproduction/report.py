@@ -183,8 +183,8 @@ def bank_pair_overlap(bank, classes: dict, deep=("layer3", "layer4")) -> dict:
     if not bank or not classes:
         return {}
     groups = list(bank["sizes"])
-    sets = {t: {g: set(s[g]) for g in groups} for t, s in bank["selections"].items() if t in classes}
-    ids = sorted(sets)
+    sels = {t: Selection.from_dict(s) for t, s in bank["selections"].items() if t in classes}
+    ids = sorted(sels)
     if len(ids) < 2:
         return {}
     by_c: dict = {}
@@ -195,11 +195,11 @@ def bank_pair_overlap(bank, classes: dict, deep=("layer3", "layer4")) -> dict:
                 n_identical += 1
                 continue
             c = len(set(classes[a]) & set(classes[b]))
-            by_c.setdefault(c, []).append(
-                [len(sets[a][g] & sets[b][g]) / max(1, len(sets[a][g] | sets[b][g])) for g in groups])
+            iou = iou_per_group(sels[a], sels[b])
+            by_c.setdefault(c, []).append([iou[g] for g in groups])
     deep_idx = [k for k, g in enumerate(groups) if g.startswith(deep)]
     # two random subsets of sizes k of n channels share k^2 / n on average: IoU ~ k / (2n - k)
-    kept = {g: float(np.mean([len(sets[t][g]) for t in ids])) for g in groups}
+    kept = {g: float(np.mean([len(sels[t][g]) for t in ids])) for g in groups}
     chance = {g: kept[g] / (2 * bank["sizes"][g] - kept[g]) for g in groups}
     out = {"chance_iou": chance, "groups": groups, "deep": [groups[k] for k in deep_idx], "by_c": {}, "deep_by_c": {},
            "n_identical_pairs_left_out": n_identical}
