@@ -34,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from metaprune import PrunedModelBank  # noqa: E402
-from metaprune.data.tasks import TaskSampler  # noqa: E402
 from metaprune.paired_statistics import compare_paired  # noqa: E402
 from reproduction import runner  # noqa: E402
 
@@ -111,11 +110,9 @@ def main(argv=None) -> int:
         __doc__.split("\n\n")[0], argv, shared=True,
         extra=(("--neighbors", dict(type=int, nargs="+", help="N values (default: the preset's)")),))
     neighbors = args.neighbors or list(preset.neighbors)
-    X, y = runner.load_data(preset)
-    backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
+    X, y, sampler, backbones = runner.load_run(preset, cache)
     run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, args.shared)
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
     banks = runner.bank_tasks(preset, sampler, runner.test_tasks(preset, sampler))
     tasks = [t for (_, c), ts in banks.items() if c in args.shared for t in ts]
     path = cache / "activation_bank.sqlite"

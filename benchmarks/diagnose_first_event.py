@@ -89,10 +89,7 @@ def main(argv=None) -> int:
     args, preset, results, cache = runner.diagnostic_arguments(__doc__.split("\n\n")[0], argv, shared=False)
     torch.set_num_threads(args.threads)
     from metaprune.channels.filter_space import FilterSpace
-    from metaprune.data.tasks import TaskSampler
-    X, y = runner.load_data(preset)
-    backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    X, y, sampler, backbones = runner.load_run(preset, cache)
     banks = runner.bank_tasks(preset, sampler, runner.test_tasks(preset, sampler))
     tasks = list({t.task_id: t for ts in banks.values() for t in ts}.values())
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))

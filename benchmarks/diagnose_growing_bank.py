@@ -194,9 +194,7 @@ def main(argv=None) -> int:
         extra=(("--stream", dict(type=int, default=30, help="stream tasks (default 30)")),
                ("--pool-tests", dict(type=int, default=3, help="test tasks whose classes make the pool (default 3)")),
                ("--neighbors", dict(type=int, help="N (default: the preset's largest)"))))
-    X, y = runner.load_data(preset)
-    backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    X, y, sampler, backbones = runner.load_run(preset, cache)
     tests = runner.test_tasks(preset, sampler)
     tasks, pool = stream_tasks(preset, sampler, tests, args.stream, args.pool_tests)
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))

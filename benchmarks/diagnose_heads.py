@@ -91,8 +91,7 @@ def markdown(result: dict, preset, wall_s: float, command: str) -> str:
 def main(argv=None) -> int:
     args, preset, results, cache = runner.diagnostic_arguments(__doc__.split("\n\n")[0], argv, shared=True)
     shared = args.shared
-    X, y = runner.load_data(preset)
-    backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
+    X, y, _, backbones = runner.load_run(preset, cache)
     run_cells = runner.rebuilt_evaluation_cells(preset, X, y, results, cache, backbones, shared)
     cells = head_cells(run_cells, max(preset.neighbors), shared)
     rows, wall = runner.run_diagnostic_cells(cells, preset, X, y, backbones, cache, args.threads,

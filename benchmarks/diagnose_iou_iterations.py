@@ -123,9 +123,7 @@ def main(argv=None) -> int:
                ("--per-c", dict(type=int, default=2, help="bank tasks per anchor and c (default 2)"))))
     torch.set_num_threads(args.threads)
     from metaprune.channels.filter_space import FilterSpace
-    X, y = runner.load_data(preset)
-    backbones = runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    X, y, sampler, backbones = runner.load_run(preset, cache)
     tasks, anchors = study_tasks(preset, sampler, args.anchors, args.per_c)
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
     backbone = runner._backbone(backbones["ssl"])

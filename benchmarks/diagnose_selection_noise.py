@@ -27,7 +27,6 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from metaprune.data.tasks import TaskSampler  # noqa: E402
 from metaprune.meta.voting import iou_per_group  # noqa: E402
 from metaprune.paired_statistics import bootstrap_mean_ci  # noqa: E402
 from reproduction import runner  # noqa: E402
@@ -45,14 +44,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     results = args.results or HERE / "results" / f"reproduce_{preset.name}"
-    X, y = runner.load_data(preset)
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    cache = HERE.parent / "runs" / f"reproduce_{preset.name}"
+    X, y, sampler, backbones = runner.load_run(preset, cache)
     tests = runner.test_tasks(preset, sampler)
     banks = runner.bank_tasks(preset, sampler, tests)
     tasks = [banks[(t.task_id, min(preset.shared))][0] for t in runner.centred(preset, tests)][: args.tasks]
     lrs = runner.choose_learning_rates(preset, runner.load_rows(results))
-    cache = HERE.parent / "runs" / f"reproduce_{preset.name}"
-    backbone = runner._backbone(runner.backbone_paths(preset, cache, X.shape[1], len(np.unique(y)))["ssl"])
+    backbone = runner._backbone(backbones["ssl"])
     start = time.perf_counter()
     per_task = {}
     for task in tasks:

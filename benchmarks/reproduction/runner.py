@@ -82,6 +82,18 @@ def backbone_paths(preset: Preset, cache: Path, in_channels: int, n_classes: int
     return paths
 
 
+def task_sampler(preset: Preset, y) -> TaskSampler:
+    """The run's task sampler: its held-out test pools and seed."""
+    return TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+
+
+def load_run(preset: Preset, cache: Path) -> tuple:
+    """What every stage and diagnostic of a run starts from: ``(X, y, sampler, backbones)``."""
+    X, y = load_data(preset)
+    sampler = task_sampler(preset, y)
+    return X, y, sampler, backbone_paths(preset, cache, X.shape[1], len(sampler.classes))
+
+
 def test_tasks(preset: Preset, sampler: TaskSampler) -> list:
     """The test tasks: class-disjoint when the data set has enough classes."""
     rng = np.random.default_rng(preset.seed + 1)
@@ -527,7 +539,7 @@ def rebuilt_evaluation_cells(preset: Preset, X, y, results: Path, cache: Path, b
     Bank tasks of the ``shared`` counts that the cache's bank lacks (a fresh machine) are
     built first with the run's own pruner and seeds.
     """
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
+    sampler = task_sampler(preset, y)
     tests = test_tasks(preset, sampler)
     banks = bank_tasks(preset, sampler, tests)
     lrs = choose_learning_rates(preset, load_rows(results))
@@ -547,9 +559,7 @@ def run(preset: Preset, results: Path, cache: Path, device="cpu", max_cells=None
     """Run (or resume) the whole reproduction; returns the plan's metadata for the report."""
     results.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    X, y = load_data(preset)
-    sampler = TaskSampler(y, n_test_per_class=preset.n_test_per_class, random_state=preset.seed)
-    backbones = backbone_paths(preset, cache, X.shape[1], len(sampler.classes))
+    X, y, sampler, backbones = load_run(preset, cache)
     tests = test_tasks(preset, sampler)
 
     log(f"[{preset.name}] stage 1: learning rates on validation tasks")
