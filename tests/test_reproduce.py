@@ -351,3 +351,18 @@ def test_each_cifar_preset_plans_a_leak_free_bank_and_its_cells(name):
         val = runner.validation_bank_tasks(preset, sampler, y)
         assert sum(map(len, val.values())) == preset.n_validation_tasks * max(preset.neighbors)
         assert not any(np.isin(t.train_index, held_out).any() for ts in val.values() for t in ts)
+
+
+def test_a_missing_checkpoint_stops_a_run_unless_the_preset_allows_random_weights(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reproduction import runner
+    from reproduction.presets import get_preset
+
+    missing = get_preset("cpu", backbone="not_pretrained_yet.safetensors")
+    with pytest.raises(SystemExit, match=r"preset 'cpu': backbone checkpoint not_pretrained_yet.safetensors not "
+                                         r"found .*pre-train it first"):
+        runner.backbone_paths(missing, tmp_path, 3, 100)
+    assert not list(tmp_path.iterdir())  # stopped before writing anything
+    allowed = get_preset("cpu", backbone="not_pretrained_yet.safetensors", random_if_missing=True)
+    paths = runner.backbone_paths(allowed, tmp_path, 3, 100)
+    assert Path(paths["ssl"]).name == "random_ssl_w16.safetensors" and Path(paths["sup"]).parent.name == "checkpoints"

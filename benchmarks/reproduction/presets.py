@@ -5,9 +5,11 @@
 hours on 2 cores; ``cpu-paper`` follows the paper's protocol where 2 cores allow (30 test
 tasks, bank IFP at J = 200 and h = 60, MVP's own tuned rate), at r = 0.9 and, as
 ``cpu-paper-r96``, r = 0.96, with ``cpu-paper-paper-lr`` running the paper's own
-hyperparameters untuned (each about 4 hours on 2 cores, estimated from the per-fit costs in
-``benchmarks/results/phase_costs.md``; not run yet); ``paper`` uses the paper's sizes (full-width ResNet-18, 280 training +
-30 test tasks) and is meant for a GPU.
+hyperparameters untuned. All three use the 100-epoch SimCLR backbone
+``cifar100_resnet18_w16_simclr_e100`` (``benchmarks/pretraining/README.md``) and take about
+4 hours each on 2 cores (estimated from the per-fit costs in
+``benchmarks/results/phase_costs.md``; not run yet). ``paper`` uses the paper's sizes
+(full-width ResNet-18, 280 training + 30 test tasks) and is meant for a GPU.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Preset:
     backbone: str                     # checkpoint file name in metaprune/checkpoints, or "random"
     supervised_backbone: str
     width: int
+    random_if_missing: bool = False   # a missing checkpoint: random weights (True) or stop (False)
     n_way: int = 5
     n_test_per_class: int = 100       # held-out images per class, never used for training or choices
     n_test_tasks: int = 8
@@ -80,7 +83,7 @@ def _cpu_paper(name: str, **overrides) -> Preset:
     one-shot fit about 14 s): bank 480 x 24 s, 90 IFP 1x and 90 IFP 5x cells, about 440
     one-shot cells, tuning about 100 fits: about 29,000 core-seconds, 4 hours on 2 cores."""
     fields = dict(
-        name=name, dataset="cifar100", backbone="cifar100_resnet18_w16_simclr.safetensors",
+        name=name, dataset="cifar100", backbone="cifar100_resnet18_w16_simclr_e100.safetensors",
         supervised_backbone="cifar100_resnet18_w16_supervised.safetensors", width=16, n_test_tasks=30,
         n_centred_tasks=12, bank_iterations=200, iterations=200, ifp_multiples=(1, 5), ifp_multiples_limited=(1, 5),
         ifp_limited_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), mvp_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
@@ -116,7 +119,7 @@ PRESETS = {
         bank_iterations=200, iterations=200, ifp_lr_grid=(_PAPER_IFP["lr"],),
         ifp_limited_lr_grid=(_PAPER_IFP_LIMITED["lr"],), oneshot_lr_grid=(_PAPER_MVP["lr"],),
         temperature=_PAPER_MVP["temperature"], batch_size=_PAPER_IFP["batch_size"],
-        head_epochs=_PAPER_IFP["head_epochs"], n_centred_tasks=7, n_jobs=1),  # 7 x 40 = 280 training tasks, 30 test tasks
+        head_epochs=_PAPER_IFP["head_epochs"], n_centred_tasks=7, n_jobs=1, random_if_missing=True),  # 7 x 40 = 280 training tasks, 30 test tasks
 }
 
 

@@ -59,8 +59,10 @@ def load_data(preset: Preset):
 def backbone_paths(preset: Preset, cache: Path, in_channels: int, n_classes: int) -> dict:
     """Files of the self-supervised ("ssl") and supervised ("sup") backbones.
 
-    ``random`` (smoke preset, or a paper preset without checkpoints) writes a seeded random
-    initialisation to the cache, so the run still exercises every step; the results record it.
+    ``random`` (smoke preset), or a checkpoint that is not there in a preset with
+    ``random_if_missing`` (``paper``, meant for a machine with its own checkpoints), writes a
+    seeded random initialisation to the cache, so the run still exercises every step; the
+    results record it. Any other missing checkpoint stops the run before any work.
     """
     paths = {}
     for key, name, seed in (("ssl", preset.backbone, 0), ("sup", preset.supervised_backbone, 1)):
@@ -71,6 +73,10 @@ def backbone_paths(preset: Preset, cache: Path, in_channels: int, n_classes: int
         if name != "random":
             if Path(name).is_absolute():
                 raise SystemExit(f"backbone file not found: {name}")
+            if not preset.random_if_missing:
+                raise SystemExit(f"preset {preset.name!r}: backbone checkpoint {name} not found in {CHECKPOINTS} "
+                                 f"(pre-train it first: benchmarks/pretraining/README.md, or pass --backbone / "
+                                 f"--supervised-backbone)")
             print(f"warning: checkpoint {name} not found in {CHECKPOINTS} (pass --backbone / "
                   f"--supervised-backbone); using a random initialisation")
         path = cache / f"random_{key}_w{preset.width}.safetensors"
